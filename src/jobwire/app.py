@@ -1,0 +1,83 @@
+"""Wiring: routes, lifespan, settings → objects. The only module that knows every transport."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from . import metrics
+from .config import Settings
+from .errors import JobwireError
+from .service import Service
+from .transports import poll, publish
+from .transports.http import JSONResponse, jobwire_error_handler, service_of
+from .transports.websocket import websocket_endpoint
+
+STATIC = Path(__file__).parent / "static"
+
+Hook = Callable[[Service], Any]
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    ready = service_of(request).broker.ready()
+    return JSONResponse({"status": "ready" if ready else "broker unavailable"},
+                        status_code=200 if ready else 503)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(metrics.render(service_of(request)), media_type=CONTENT_TYPE_LATEST)
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html")
+
+
+def create_app(settings: Settings, *, on_start: Hook | None = None,
+               service: Service | None = None) -> Starlette:
+    service = service or Service(settings)
+    enabled = settings.transport_list
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.broker.start()
+        task = on_start(service) if on_start is not None else None
+        try:
+            yield
+        finally:
+            service.shutdown_sessions()
+            if task is not None:
+                task.cancel()
+            await service.broker.stop()
+
+    routes: list[Any] = [
+        Route("/", index),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+        Route("/api/v2/jobs/status", publish.publish_batch, methods=["POST"]),
+        Route("/api/v2/jobs/{job_id}/status", publish.publish_one, methods=["POST"]),
+    ]
+    if "poll" in enabled:
+        routes += [Route("/api/v2/jobs/status", poll.jobs_status, methods=["GET"]),
+                   Route("/api/v2/jobs/{job_id}", poll.job_status, methods=["GET"])]
+    if "websocket" in enabled:
+        routes.append(WebSocketRoute("/ws/jobs", websocket_endpoint))
+    routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={JobwireError: jobwire_error_handler})
+    app.state.service = service
+    return app

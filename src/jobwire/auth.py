@@ -1,0 +1,121 @@
+"""Token → principal. JWT (HS256 by default; RS256/ES256 with a public key). Pure but for key
+loading: the transports pull the token out of a request and hand it here."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import jwt
+
+from .errors import ConfigError, Unauthorized
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+SYMMETRIC = ("HS256", "HS384", "HS512")
+
+
+class Role(StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+    PUBLISHER = "publisher"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    role: Role
+    expires_at: float | None = None  # Unix seconds, from `exp`
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    @property
+    def can_read(self) -> bool:
+        return self.role is not Role.PUBLISHER
+
+    @property
+    def can_publish(self) -> bool:
+        return self.role in (Role.PUBLISHER, Role.ADMIN)
+
+    def may_see(self, owner: str | None) -> bool:
+        """Delivery-time check: admins see all, users their own, publishers nothing."""
+        if self.role is Role.ADMIN:
+            return True
+        return self.role is Role.USER and owner == self.user_id
+
+
+class JwtAuth:
+    """Verifies tokens with exactly one configured algorithm, so `alg: none` and HS/RS
+    confusion are refused by construction."""
+
+    def __init__(self, *, secret: str | None, algorithm: str = "HS256",
+                 public_key: str | None = None, private_key: str | None = None,
+                 leeway: float = 0.0):
+        if algorithm in SYMMETRIC:
+            if not secret:
+                raise ConfigError("JOBWIRE_SECRET is required (set it, or run `jobwire demo`)")
+            if len(secret) < 16:
+                raise ConfigError("JOBWIRE_SECRET must be at least 16 characters")
+            self._verify_key: Any = secret
+            self._sign_key: Any = secret
+        elif algorithm in ASYMMETRIC:
+            if not public_key:
+                raise ConfigError(f"JOBWIRE_JWT_PUBLIC_KEY is required for {algorithm}")
+            self._verify_key = public_key
+            self._sign_key = private_key
+        else:
+            raise ConfigError(f"JOBWIRE_JWT_ALGORITHM {algorithm!r} is not supported; "
+                              f"use one of {', '.join(SYMMETRIC + ASYMMETRIC)}")
+        self.algorithm = algorithm
+        self.leeway = leeway
+
+    def verify(self, token: str | None) -> Principal:
+        if not token:
+            raise Unauthorized("a token is required")
+        try:
+            claims = jwt.decode(
+                token,
+                self._verify_key,
+                algorithms=[self.algorithm],
+                options={"require": ["sub", "exp"], "verify_aud": False},
+                leeway=self.leeway,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("invalid token") from None
+        sub, role = claims.get("sub"), claims.get("role", "user")
+        if not isinstance(sub, str) or not _ID_RE.match(sub):
+            raise Unauthorized("invalid token subject")
+        try:
+            role = Role(role)
+        except ValueError:
+            raise Unauthorized("invalid token role") from None
+        exp = claims.get("exp")
+        return Principal(sub, role, float(exp) if isinstance(exp, int | float) else None)
+
+    def mint(self, user_id: str, role: Role | str = Role.USER, ttl: float = 3600,
+             now: float | None = None) -> str:
+        if self._sign_key is None:
+            raise ConfigError("minting needs the private key (JOBWIRE_JWT_PRIVATE_KEY)")
+        if not _ID_RE.match(user_id):
+            raise ValueError(f"user id {user_id!r} must be 1-128 characters of A-Z a-z 0-9 _ . : -")
+        issued = int(now if now is not None else time.time())
+        claims = {"sub": user_id, "role": Role(role).value, "iat": issued,
+                  "exp": issued + int(ttl)}
+        return jwt.encode(claims, self._sign_key, algorithm=self.algorithm)
+
+
+def token_from(headers: Any, query: Any, cookies: Any) -> str | None:
+    """The token of a request: `Authorization: Bearer`, then `?token=`, then the cookie."""
+    header = headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return query.get("token") or cookies.get("jobwire_token") or None

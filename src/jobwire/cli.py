@@ -1,0 +1,147 @@
+"""The `jobwire` command: serve, demo, token, publish."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import secrets
+import sys
+from typing import Any
+
+from .config import Settings, env_name
+from .errors import ConfigError, JobwireError
+
+
+def _serve_flags(parser: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(Settings):
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        conv = int if kind.startswith("int") else float if kind.startswith("float") else str
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=conv,
+                            default=None,
+                            help=f"{f.metadata['help']} [{env_name(f.name)}, default {f.default}]")
+
+
+def _settings(args: argparse.Namespace, **forced: Any) -> Settings:
+    flags = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(Settings)}
+    return Settings.load(os.environ, {**flags, **forced})
+
+
+def _run(settings: Settings, on_start: Any = None) -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    app = create_app(settings, on_start=on_start)
+    uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+                ws="websockets-sansio", ws_max_size=settings.max_message_bytes,
+                ws_ping_interval=settings.heartbeat_seconds,
+                ws_ping_timeout=settings.heartbeat_seconds,
+                timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,
+                log_level=settings.log_level, access_log=False, server_header=False)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _run(_settings(args))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .auth import JwtAuth
+    from .demo import USERS, run_crawler
+
+    secret = secrets.token_urlsafe(32)
+    settings = _settings(args, secret=secret, jwt_algorithm="HS256")
+    auth = JwtAuth(secret=secret)
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"jobwire demo on {base}: a simulated crawler runs jobs for {', '.join(USERS)}.\n")
+    for user, role in [*((u, "user") for u in USERS), ("admin", "admin")]:
+        print(f"  {user:<6} ({role}): {base}/?token={auth.mint(user, role, ttl=86400)}")
+    print(f"\n  publisher token: {auth.mint('demo-publisher', 'publisher', ttl=86400)}")
+    print("\nPress Ctrl+C to stop.", flush=True)
+    _run(settings, on_start=lambda service: asyncio.create_task(run_crawler(service)))
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from .auth import JwtAuth
+
+    secret = args.secret or os.environ.get("JOBWIRE_SECRET")
+    auth = JwtAuth(secret=secret, algorithm=os.environ.get("JOBWIRE_JWT_ALGORITHM", "HS256"),
+                   public_key=os.environ.get("JOBWIRE_JWT_PUBLIC_KEY"),
+                   private_key=os.environ.get("JOBWIRE_JWT_PRIVATE_KEY"))
+    print(auth.mint(args.user, args.role, ttl=args.ttl))
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from .auth import JwtAuth
+    from .publisher import Publisher
+
+    token = args.token or os.environ.get("JOBWIRE_TOKEN")
+    if not token:
+        token = JwtAuth(secret=os.environ.get("JOBWIRE_SECRET")).mint(
+            "cli-publisher", "publisher", ttl=300)
+    extra = {"workerId": args.worker, "eventId": args.event_id,
+             "result": json.loads(args.result) if args.result else None,
+             "error": json.loads(args.error) if args.error else None}
+    with Publisher(args.url, token) as publisher:
+        answer = publisher.update(args.job_id, args.user, args.status, args.progress,
+                                  args.operation, **extra)
+    print(json.dumps(answer))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobwire", description="Live job status.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    _serve_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="run the server with a simulated crawler")
+    _serve_flags(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    token = sub.add_parser("token", help="mint a token from JOBWIRE_SECRET")
+    token.add_argument("user")
+    token.add_argument("--role", choices=["user", "admin", "publisher"], default="user")
+    token.add_argument("--ttl", type=float, default=3600, help="seconds until it expires")
+    token.add_argument("--secret", help="signing secret [JOBWIRE_SECRET]")
+    token.set_defaults(func=cmd_token)
+
+    pub = sub.add_parser("publish", help="publish one job update over HTTP")
+    pub.add_argument("job_id")
+    pub.add_argument("--user", required=True, help="the job's owner")
+    pub.add_argument("--status", required=True,
+                     choices=["queued", "processing", "completed", "failed", "cancelled"])
+    pub.add_argument("--progress", type=float)
+    pub.add_argument("--operation", help="currentOperation text")
+    pub.add_argument("--worker", help="workerId")
+    pub.add_argument("--event-id", help="eventId, for idempotent retries")
+    pub.add_argument("--result", help="result as JSON")
+    pub.add_argument("--error", help="error as JSON")
+    pub.add_argument("--url", default=os.environ.get("JOBWIRE_URL", "http://127.0.0.1:3000"))
+    pub.add_argument("--token", help="publisher token [JOBWIRE_TOKEN; else minted from "
+                                     "JOBWIRE_SECRET]")
+    pub.set_defaults(func=cmd_publish)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"jobwire: error: {exc}", file=sys.stderr)
+        return 2
+    except JobwireError as exc:
+        print(f"jobwire: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The event: one accepted change of a job, with its cursor position. Encoded once, lazily,
+and the same bytes go to every recipient on every transport."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .cursor import Position
+
+STATUS_UPDATE = "status_update"
+JOB_COMPLETED = "job_completed"
+JOB_STALLED = "job_stalled"
+
+
+@dataclass(slots=True, eq=False)
+class Event:
+    pos: Position
+    job_id: str
+    user_id: str
+    seq: int
+    payload: dict[str, Any]
+    # True for a progress-only update: it may be conflated, and shed by a slow consumer.
+    progress_only: bool = False
+    _raw: bytes | None = field(default=None, repr=False)
+    _text: str | None = field(default=None, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.payload["id"]
+
+    @property
+    def raw(self) -> bytes:
+        raw = self._raw
+        if raw is None:
+            raw = self._raw = orjson.dumps(self.payload)
+        return raw
+
+    @property
+    def text(self) -> str:
+        text = self._text
+        if text is None:
+            text = self._text = self.raw.decode()
+        return text

@@ -1,0 +1,82 @@
+"""Who gets what. Indexes sessions by job id, by user ("all my jobs") and admin-wide, and
+routes each event to the sessions that may see it. Pure and synchronous: the hot path of
+fan-out is plain set lookups and one `deliver` call per recipient, no awaits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .events import Event
+from .session import Session
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.by_job: dict[str, set[Session]] = {}
+        self.by_user: dict[str, set[Session]] = {}
+        self.everything: set[Session] = set()
+        self.delivered = 0  # events handed to sessions, for metrics
+
+    def subscribe_jobs(self, session: Session, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            session.job_ids.add(job_id)
+            self.by_job.setdefault(job_id, set()).add(session)
+
+    def subscribe_user(self, session: Session, user_id: str) -> None:
+        session.all_of.add(user_id)
+        self.by_user.setdefault(user_id, set()).add(session)
+
+    def subscribe_everything(self, session: Session) -> None:
+        session.watch_all = True
+        self.everything.add(session)
+
+    def unsubscribe_jobs(self, session: Session, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            session.job_ids.discard(job_id)
+            _discard(self.by_job, job_id, session)
+
+    def unsubscribe_all(self, session: Session) -> None:
+        """Drop the session's "all" subscriptions (its job-id ones stay)."""
+        for user_id in session.all_of:
+            _discard(self.by_user, user_id, session)
+        session.all_of.clear()
+        session.watch_all = False
+        self.everything.discard(session)
+
+    def remove(self, session: Session) -> None:
+        self.unsubscribe_all(session)
+        self.unsubscribe_jobs(session, list(session.job_ids))
+
+    def route(self, event: Event) -> int:
+        """Deliver `event` to every session that subscribed to it and may see it."""
+        by_job = self.by_job.get(event.job_id)
+        by_user = self.by_user.get(event.user_id)
+        groups = [g for g in (by_job, by_user, self.everything) if g]
+        if not groups:
+            return 0
+        recipients = groups[0] if len(groups) == 1 else set().union(*groups)
+        owner = event.user_id
+        count = 0
+        for session in recipients:
+            # Checked again at delivery: a job-id subscription may name a job that later
+            # turned out to be someone else's.
+            if session.principal.may_see(owner):
+                session.deliver(event)
+                count += 1
+        self.delivered += count
+        return count
+
+    @property
+    def session_count(self) -> int:
+        sessions: set[Session] = set(self.everything)
+        for group in (*self.by_job.values(), *self.by_user.values()):
+            sessions |= group
+        return len(sessions)
+
+
+def _discard(index: dict[str, set[Session]], key: str, session: Session) -> None:
+    group = index.get(key)
+    if group is not None:
+        group.discard(session)
+        if not group:
+            del index[key]

@@ -1,0 +1,127 @@
+"""The running service: settings, auth, broker and hub wired together, shared by every
+transport. Also the subscribe flow that all streaming transports use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .auth import JwtAuth, Principal
+from .broker import Broker, Scope
+from .broker.memory import MemoryBroker
+from .config import Settings
+from .cursor import Position, format_id
+from .errors import CursorExpired, Forbidden, JobwireError, TooManySubscriptions
+from .events import Event
+from .hub import Hub
+from .protocol import dumps
+from .session import CloseReason, Session
+
+
+class Service:
+    def __init__(self, settings: Settings, broker: Broker | None = None):
+        self.settings = settings
+        self.auth = JwtAuth(secret=settings.secret, algorithm=settings.jwt_algorithm,
+                            public_key=settings.jwt_public_key,
+                            private_key=settings.jwt_private_key)
+        self.broker = broker or MemoryBroker(
+            history_size=settings.history_size,
+            global_history_size=settings.global_history_size,
+            history_ttl_seconds=settings.history_ttl_seconds,
+            max_updates_per_second=settings.max_updates_per_job_per_second,
+            stalled_after_seconds=settings.stalled_after_seconds)
+        self.hub = Hub()
+        self.broker.add_listener(self.hub.route)
+        self.sessions: dict[Session, str] = {}  # live sessions → transport name
+        self.shutting_down = False
+
+    def open_session(self, principal: Principal, transport: str,
+                     wake: Callable[[], None]) -> Session:
+        session = Session(principal, max_outbox=self.settings.max_outbox, wake=wake)
+        self.sessions[session] = transport
+        return session
+
+    def close_session(self, session: Session) -> None:
+        self.hub.remove(session)
+        self.sessions.pop(session, None)
+
+    def shutdown_sessions(self) -> None:
+        self.shutting_down = True
+        for session in list(self.sessions):
+            session.close(CloseReason.SHUTDOWN)
+
+    async def subscribe(self, session: Session, *, job_ids: list[str] | None, all_jobs: bool,
+                        user_id: str | None, after: Position | None) -> None:
+        """Add subscriptions to `session` and queue, in order: an `error` per refused job id
+        (and `cursor_expired`), the `subscribed` snapshot, the events missed since `after`,
+        then the live stream. Nothing is missed or repeated between them."""
+        p = session.principal
+        if not p.can_read:
+            raise Forbidden("publishers cannot subscribe")
+        if user_id is not None and user_id != p.user_id and not p.is_admin:
+            raise Forbidden("userId must be your own", field="userId")
+        prefix: list[bytes] = []
+        answer: dict[str, Any] = {"type": "subscribed"}
+        if all_jobs:
+            target = user_id if p.is_admin else p.user_id
+            scope = Scope(user_id=target)
+            added = 0 if (target in session.all_of if target else session.watch_all) else 1
+            answer["all"] = True
+            if target is not None and p.is_admin:
+                answer["userId"] = target
+        else:
+            wanted = list(dict.fromkeys(job_ids or ()))
+            owners = await self.broker.owners(wanted)
+            allowed = []
+            for job_id in wanted:
+                owner = owners.get(job_id)
+                if owner is not None and not p.may_see(owner):
+                    prefix.append(dumps(Forbidden("not your job", job_id=job_id).to_message()))
+                else:
+                    allowed.append(job_id)
+            scope = Scope(job_ids=frozenset(allowed), owner=None if p.is_admin else p.user_id)
+            added = len(set(allowed) - session.job_ids)
+            answer["jobIds"] = allowed
+        if session.subscription_count + added > self.settings.max_subscriptions:
+            raise TooManySubscriptions(
+                f"at most {self.settings.max_subscriptions} subscriptions per connection")
+
+        already = _frozen_matcher(session)
+        session.begin_sync()
+        if all_jobs:
+            if scope.user_id is None:
+                self.hub.subscribe_everything(session)
+            else:
+                self.hub.subscribe_user(session, scope.user_id)
+        else:
+            self.hub.subscribe_jobs(session, scope.job_ids or ())
+        try:
+            try:
+                view = await self.broker.view(scope, after)
+            except CursorExpired as exc:
+                prefix.append(dumps(exc.to_message()))
+                view = await self.broker.view(scope, None)
+        except BaseException:
+            session.end_sync(session.floor, [], [])
+            raise
+        answer["jobs"] = view.states
+        answer["cursor"] = format_id(view.head)
+        prefix.append(dumps(answer))
+        session.end_sync(view.head, prefix, view.events, already)
+
+    def unsubscribe(self, session: Session, *, job_ids: list[str] | None,
+                    all_jobs: bool) -> None:
+        if all_jobs:
+            self.hub.unsubscribe_all(session)
+        if job_ids:
+            self.hub.unsubscribe_jobs(session, job_ids)
+
+
+def _frozen_matcher(session: Session) -> Callable[[Event], bool]:
+    """What the session matched before this subscribe, to skip replays it already has."""
+    job_ids, all_of, watch_all = set(session.job_ids), set(session.all_of), session.watch_all
+    return lambda e: watch_all or e.user_id in all_of or e.job_id in job_ids
+
+
+def error_bytes(exc: JobwireError) -> bytes:
+    return dumps(exc.to_message())

@@ -1,0 +1,62 @@
+"""Shared pieces of the HTTP endpoints: who is asking, bounded bodies, error responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..auth import Principal, token_from
+from ..errors import Forbidden, JobwireError, PayloadTooLarge, Unauthorized
+from ..protocol import dumps
+from ..service import Service
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+def principal_of(request: Request) -> Principal:
+    token = token_from(request.headers, request.query_params, request.cookies)
+    if token is None:
+        raise Unauthorized("a token is required")
+    return service_of(request).auth.verify(token)
+
+
+def reader_of(request: Request) -> Principal:
+    principal = principal_of(request)
+    if not principal.can_read:
+        raise Forbidden("publishers cannot read job status")
+    return principal
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def error_response(exc: JobwireError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+    return JSONResponse(exc.to_body(), status_code=exc.http_status, headers=headers)
+
+
+async def jobwire_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, JobwireError)
+    return error_response(exc)

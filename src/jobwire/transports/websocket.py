@@ -1,0 +1,178 @@
+"""WebSocket transport, `GET /ws/jobs`: authenticate (handshake token or in-band `auth`),
+then read client messages while a writer task drains the session's outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..auth import Principal, token_from
+from ..cursor import parse_resume_point
+from ..errors import InvalidMessage, JobwireError, Unauthorized
+from ..events import Event
+from ..protocol import (
+    PONG,
+    AuthMsg,
+    PingMsg,
+    SubscribeMsg,
+    UnsubscribeMsg,
+    dumps,
+    heartbeat_message,
+    parse_client_message,
+)
+from ..service import Service
+from ..session import CloseReason, Session
+from .origin import origin_allowed
+
+log = logging.getLogger("jobwire.websocket")
+
+CLOSE_CODES = {CloseReason.SLOW: 4000, CloseReason.EXPIRED: 4401, CloseReason.SHUTDOWN: 1012}
+CLOSE_TEXT = {CloseReason.SLOW: "too slow: resume from your cursor",
+              CloseReason.EXPIRED: "token expired", CloseReason.SHUTDOWN: "server restarting"}
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    service: Service = ws.app.state.service
+    await ws.accept()
+    token = token_from(ws.headers, ws.query_params, ws.cookies)
+    if (token is not None and token == ws.cookies.get("jobwire_token")
+            and not origin_allowed(ws.headers, service.settings.origin_list)):
+        await ws.close(1008, "origin not allowed")
+        return
+    try:
+        if token is not None:
+            principal = service.auth.verify(token)
+        else:
+            principal = await _auth_in_band(ws, service)
+    except Unauthorized as exc:
+        await _close(ws, 4401, exc.message)
+        return
+    except (WebSocketDisconnect, TimeoutError):
+        await _close(ws, 4401, "authentication timed out")
+        return
+    await Connection(service, ws, principal).run()
+
+
+async def _auth_in_band(ws: WebSocket, service: Service) -> Principal:
+    message = await asyncio.wait_for(ws.receive(), service.settings.auth_timeout_seconds)
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    try:
+        msg = parse_client_message(message.get("text") or message.get("bytes") or b"")
+    except InvalidMessage:
+        raise Unauthorized("first message must be auth") from None
+    if not isinstance(msg, AuthMsg):
+        raise Unauthorized("first message must be auth")
+    return service.auth.verify(msg.token)
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await ws.close(code, reason)
+
+
+class Connection:
+    def __init__(self, service: Service, ws: WebSocket, principal: Principal):
+        self.service = service
+        self.ws = ws
+        self.wakeup = asyncio.Event()
+        self.session: Session = service.open_session(principal, "websocket", self.wakeup.set)
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self._writer()), asyncio.create_task(self._heartbeat()),
+                 asyncio.create_task(self._expiry())]
+        try:
+            await self._reader()
+        finally:
+            self.service.close_session(self.session)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _reader(self) -> None:
+        ws, session = self.ws, self.session
+        while session.closed is None:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:
+                raw = message.get("bytes") or b""
+            try:
+                await self._handle(parse_client_message(raw))
+            except JobwireError as exc:
+                session.send(dumps(exc.to_message()))
+        # Closed by the session (slow, expired, shutdown): the writer sends the close frame.
+        await self._wait_writer_closed()
+
+    async def _wait_writer_closed(self) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+
+    async def _handle(self, msg: Any) -> None:
+        session, service = self.session, self.service
+        if isinstance(msg, SubscribeMsg):
+            after = (parse_resume_point(msg.lastEventId)
+                     if msg.lastEventId is not None else None)
+            await service.subscribe(session, job_ids=msg.jobIds, all_jobs=msg.all,
+                                    user_id=msg.userId, after=after)
+        elif isinstance(msg, UnsubscribeMsg):
+            service.unsubscribe(session, job_ids=msg.jobIds, all_jobs=msg.all)
+            answer: dict[str, Any] = {"type": "unsubscribed"}
+            answer.update({"all": True} if msg.all else {"jobIds": msg.jobIds})
+            session.send(dumps(answer))
+        elif isinstance(msg, PingMsg):
+            session.send(PONG)
+        elif isinstance(msg, AuthMsg):
+            self._refresh(service.auth.verify(msg.token))
+
+    def _refresh(self, principal: Principal) -> None:
+        current = self.session.principal
+        if (principal.user_id, principal.role) != (current.user_id, current.role):
+            raise Unauthorized("a refreshed token must name the same user and role")
+        self.session.principal = principal
+        self.session.send(dumps({"type": "authenticated", "userId": principal.user_id,
+                                 "role": principal.role.value,
+                                 "expiresAt": principal.expires_at}))
+
+    async def _writer(self) -> None:
+        ws, session, wakeup = self.ws, self.session, self.wakeup
+        send = ws.send
+        try:
+            while True:
+                await wakeup.wait()
+                wakeup.clear()
+                if session.closed is not None:
+                    await _close(ws, CLOSE_CODES[session.closed], CLOSE_TEXT[session.closed])
+                    return
+                for item in session.drain():
+                    text = item.text if isinstance(item, Event) else item.decode()
+                    await send({"type": "websocket.send", "text": text})
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            session.close(CloseReason.SHUTDOWN)
+
+    async def _heartbeat(self) -> None:
+        interval = self.service.settings.heartbeat_seconds
+        while True:
+            await asyncio.sleep(interval)
+            self.session.send(heartbeat_message())
+
+    async def _expiry(self) -> None:
+        """Close with 4401 when the token expires, unless an `auth` refreshed it."""
+        while True:
+            expires = self.session.principal.expires_at
+            if expires is None:
+                return
+            delay = expires - time.time()
+            if delay <= 0:
+                self.session.close(CloseReason.EXPIRED)
+                return
+            await asyncio.sleep(min(delay, 3600))
