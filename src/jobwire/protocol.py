@@ -72,7 +72,7 @@ class JobUpdate(BaseModel):
     @classmethod
     def _progress_range(cls, v: float | None) -> float | None:
         if v is not None and (not math.isfinite(v) or v < 0 or v > 100):
-            raise ValueError("progress must be a number from 0 to 100")
+            raise ValueError("must be a number from 0 to 100")
         return v
 
     @field_validator("timestamp")
@@ -87,17 +87,20 @@ class JobUpdate(BaseModel):
         return v
 
 
-def _first_error(exc: ValidationError) -> tuple[str | None, str]:
+def _first_error(exc: ValidationError, tag: str | None = None) -> tuple[str | None, str]:
+    """The first failure as (field as sent, message). `tag` is a union tag to strip."""
     err = exc.errors(include_url=False)[0]
-    loc = [str(p) for p in err["loc"] if not isinstance(p, int) or len(err["loc"]) == 1]
-    field = ".".join(loc) if loc else None
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
+    names = [p for p in err["loc"] if isinstance(p, str)]
+    if tag is not None and names[:1] == [tag]:
+        names = names[1:]
+    field = names[0] if names else None
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "string_pattern_mismatch":
         msg = "must be 1-128 characters of A-Z a-z 0-9 _ . : -"
-    if err["type"] == "enum":
+    elif err["type"] == "enum":
         msg = "must be one of " + ", ".join(s.value for s in Status)
+    elif field == "progress":
+        msg = "must be a number from 0 to 100"
     return field, f"{field}: {msg}" if field else msg
 
 
@@ -184,10 +187,8 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
     try:
         msg = _client_adapter.validate_python(data)
     except ValidationError as exc:
-        field, text = _first_error(exc)
-        if field and field.startswith(f"{kind}."):
-            field = field[len(kind) + 1 :]
-        raise InvalidMessage(text.replace(f"{kind}.", "", 1), field=field) from None
+        field, text = _first_error(exc, tag=kind)
+        raise InvalidMessage(text, field=field) from None
     if isinstance(msg, SubscribeMsg | UnsubscribeMsg) and msg.jobIds is None and not msg.all:
         raise InvalidMessage(f"{kind} needs jobIds or all: true", field="jobIds")
     return msg

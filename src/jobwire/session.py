@@ -95,7 +95,7 @@ class Session:
         outbox.append(item)
         if len(outbox) > self.max_outbox:
             self._shed()
-            if len(outbox) > self.max_outbox:
+            if len(self.outbox) > self.max_outbox:
                 self.close(CloseReason.SLOW)
                 return
         if self._wake is not None:

@@ -1,0 +1,156 @@
+"""Shared fixtures: real `jobwire serve` processes on free ports, and a WebSocket client
+helper whose every wait is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import websockets
+
+from jobwire.auth import JwtAuth
+
+# One scalable time unit for the few waits that need real time.
+WAIT = float(os.environ.get("JOBWIRE_TEST_WAIT", "5"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    ws_url: str
+    auth: JwtAuth
+    process: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def token(self, user: str, role: str = "user", ttl: float = 3600) -> str:
+        return self.auth.mint(user, role, ttl=ttl)
+
+    def headers(self, user: str, role: str = "user") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user, role)}"}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_server(**settings: Any) -> Server:
+    """Start `jobwire serve` with `settings` as JOBWIRE_* variables; wait until it serves."""
+    secret = secrets.token_urlsafe(32)
+    port = free_port()
+    env = {**os.environ, "JOBWIRE_SECRET": secret, "JOBWIRE_PORT": str(port),
+           "JOBWIRE_LOG_LEVEL": "warning"}
+    env.update({f"JOBWIRE_{k.upper()}": str(v) for k, v in settings.items()})
+    process = subprocess.Popen([sys.executable, "-m", "jobwire.cli", "serve"], env=env)
+    server = Server(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/jobs",
+                    JwtAuth(secret=secret), process, env)
+    deadline = time.monotonic() + 3 * WAIT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"jobwire serve exited with {process.returncode}")
+        try:
+            if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.05)
+    server.stop()
+    raise RuntimeError("jobwire serve did not become healthy")
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    """A shared server. Tests isolate themselves with unique user and job ids."""
+    srv = start_server(heartbeat_seconds=30, auth_timeout_seconds=1, max_message_bytes=4096)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def uid() -> str:
+    """A fresh id prefix, so tests sharing a server never see each other's jobs."""
+    return "t" + secrets.token_hex(4)
+
+
+class Client:
+    """A WebSocket client over the `websockets` library; heartbeats are skipped."""
+
+    def __init__(self, ws: websockets.ClientConnection):
+        self.ws = ws
+
+    async def send(self, message: dict[str, Any] | str | bytes) -> None:
+        await self.ws.send(message if isinstance(message, str | bytes)
+                           else orjson.dumps(message).decode())
+
+    async def recv(self, timeout: float = WAIT) -> dict[str, Any]:
+        while True:
+            raw = await asyncio.wait_for(self.ws.recv(), timeout)
+            msg = orjson.loads(raw)
+            if msg.get("type") != "heartbeat":
+                return msg
+
+    async def recv_until(self, predicate: Any, timeout: float = WAIT) -> list[dict[str, Any]]:
+        """Messages up to and including the first that satisfies `predicate`."""
+        out: list[dict[str, Any]] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.recv(timeout)
+                out.append(msg)
+                if predicate(msg):
+                    return out
+
+    async def subscribe(self, **fields: Any) -> dict[str, Any]:
+        await self.send({"type": "subscribe", **fields})
+        msgs = await self.recv_until(lambda m: m["type"] == "subscribed")
+        self.errors = msgs[:-1]
+        return msgs[-1]
+
+    async def expect_close(self, timeout: float = WAIT) -> int:
+        async with asyncio.timeout(timeout):
+            try:
+                while True:
+                    await self.ws.recv()
+            except websockets.ConnectionClosed as exc:
+                assert exc.rcvd is not None
+                return exc.rcvd.code
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def connect(server: Server, token: str | None = None, **kwargs: Any) -> Client:
+    url = server.ws_url + (f"?token={token}" if token else "")
+    ws = await websockets.connect(url, open_timeout=WAIT, max_size=2**22, **kwargs)
+    return Client(ws)
+
+
+async def publish(server: Server, job_id: str, user: str, status: str = "processing",
+                  expect: int = 202, **fields: Any) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+        response = await http.post(f"/api/v2/jobs/{job_id}/status",
+                                   headers=server.headers("pub", "publisher"),
+                                   json={"userId": user, "status": status, **fields})
+    assert response.status_code == expect, response.text
+    return response.json()
