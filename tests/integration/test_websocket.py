@@ -313,3 +313,38 @@ async def test_handshake_with_cookie_from_foreign_origin_is_refused(server, uid)
     from tests.conftest import Client
 
     assert await Client(ws).expect_close() == 1008
+
+
+async def test_progress_is_conflated_but_the_latest_always_arrives(server, uid):
+    user = f"{uid}-u"
+    client = await connect(server, server.token(user))
+    await client.subscribe(all=True)
+    import httpx
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+        batch = [{"jobId": f"{uid}-j", "userId": user, "status": "processing", "progress": p}
+                 for p in range(1, 31)]
+        results = (await http.post("/api/v2/jobs/status", json=batch,
+                                   headers=server.headers("pub", "publisher"))).json()["results"]
+    assert results[0]["seq"] == 1 and results[-1]["id"] is None  # the rest wait
+    events = await client.recv_until(lambda m: m.get("progress") == 30)
+    assert [e["seq"] for e in events] == [1, 2]  # first at once, latest after the interval
+    await client.close()
+
+
+async def test_stalled_job_gets_one_event_and_the_next_update_clears_it():
+    srv = start_server(stalled_after_seconds=0.3)
+    try:
+        client = await connect(srv, srv.token("u"))
+        await client.subscribe(all=True)
+        await publish(srv, "j", "u", "processing", progress=10)
+        msgs = await client.recv_until(lambda m: m["type"] == "job_stalled")
+        stalled = msgs[-1]
+        assert (stalled["seq"], stalled["jobId"]) == (2, "j") and stalled["lastUpdate"]
+        await asyncio.sleep(0.8)  # a second stall event would arrive in this time
+        await publish(srv, "j", "u", "processing", progress=10)
+        (cleared,) = await client.recv_until(lambda m: "jobId" in m)
+        assert (cleared["type"], cleared["seq"]) == ("status_update", 3)
+        await client.close()
+    finally:
+        srv.stop()

@@ -1,0 +1,549 @@
+#!/usr/bin/env python3
+"""End-to-end WebSocket latency benchmark for jobwire.
+
+Starts its own `jobwire serve` on a free port (random secret, in-process broker), connects N
+WebSocket clients (users u0..u{N-1}, each subscribed `all: true` with its own user token),
+publishes R updates/s for D seconds over `POST /api/v2/jobs/status` batches, and measures for
+every delivered event: receive wall time - the event's `timestamp` (the wall time its batch
+was sent). Prints a human summary, or one JSON object with `--json`.
+
+Workload: updates are spread over the users with several jobs each, so that every job gets at
+most ~2 updates/s, well under the server's default progress conflation limit (10 per job per
+second): the server runs with its default settings and every update should be delivered.
+
+Publishing is paced by an absolute schedule (a batch every 10 ms); if the sender falls behind,
+the overdue batches go out merged in one request, so per-job order is kept (one request at a
+time) and the average rate stays on target.
+
+    .venv/bin/python benchmarks/ws_latency.py [--clients 100] [--rate 1000] [--duration 10]
+                                               [--json]
+
+Exit status: 0 when every expected event arrived and nothing was refused, 1 otherwise,
+2 when the server could not be started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from jobwire.auth import JwtAuth
+
+TICK = 0.010  # seconds between batches
+MAX_BATCH = 1000  # the server's default JOBWIRE_MAX_BATCH_ITEMS
+PER_JOB_RATE = 2.0  # target updates/s per job: well under the 10/s conflation limit
+MIN_JOBS_PER_USER = 5
+STRAGGLER_WAIT = 5.0  # seconds to wait for late events after the last publish
+START_TIMEOUT = 20.0  # server start-up (healthz answering 200)
+CONNECT_TIMEOUT = 20.0  # all clients connected and subscribed
+POST_TIMEOUT = 10.0  # one batch request
+CLOSE_TIMEOUT = 5.0
+STOP_TIMEOUT = 10.0  # server shutdown after SIGTERM, before SIGKILL
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- server process ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def jobwire_command() -> list[str]:
+    exe = Path(sys.executable).parent / "jobwire"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("jobwire")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "jobwire.cli"]
+
+
+def start_server(port: int, secret: str, log: BinaryIO) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "JOBWIRE_SECRET": secret, "JOBWIRE_HOST": "127.0.0.1",
+           "JOBWIRE_LOG_LEVEL": os.environ.get("JOBWIRE_LOG_LEVEL", "warning")}
+    return subprocess.Popen([*jobwire_command(), "serve", "--port", str(port)], env=env,
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with status {proc.returncode} at start-up")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(f"{base}/healthz").status_code == 200:
+                    return
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not answer /healthz with 200 within {timeout:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server we started, by its PID: SIGTERM, then SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(STOP_TIMEOUT)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        fields = fh.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def log_tail(log: BinaryIO, lines: int = 30) -> tuple[int, str]:
+    """(number of error-looking lines, the last `lines` lines) of the server's output."""
+    log.flush()
+    log.seek(0)
+    text = log.read().decode(errors="replace").splitlines()
+    errors = sum(1 for ln in text if "Traceback" in ln or "ERROR" in ln or "CRITICAL" in ln)
+    return errors, "\n".join(text[-lines:])
+
+
+# --- clients ----------------------------------------------------------------------------
+
+_ts_cache: dict[str, float] = {}
+
+
+def ts_seconds(ts: str) -> float:
+    """Unix seconds of an ISO 8601 timestamp; many events share one, so it is cached."""
+    value = _ts_cache.get(ts)
+    if value is None:
+        value = _ts_cache[ts] = datetime.fromisoformat(ts).timestamp()
+    return value
+
+
+@dataclass
+class Stats:
+    latencies: list[float] = field(default_factory=list)
+    delivered: int = 0
+    gaps: int = 0  # events missing according to per-job seq
+    duplicates: int = 0  # seq not above the last one seen
+    foreign: int = 0  # events of another user (must be 0)
+    errors: list[Any] = field(default_factory=list)  # `error` messages received
+    closed: list[str] = field(default_factory=list)  # connections closed under us
+    other: int = 0  # messages of an unexpected type
+
+
+class Client:
+    def __init__(self, user: str, ws: ClientConnection, stats: Stats):
+        self.user = user
+        self.ws = ws
+        self.stats = stats
+        self.subscribed = asyncio.Event()
+        self.seqs: dict[str, int] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.closing = False  # set when we close it ourselves
+
+    async def receive(self) -> None:
+        stats, seqs, user, loads, now = self.stats, self.seqs, self.user, orjson.loads, time.time
+        lat = stats.latencies
+        try:
+            async for raw in self.ws:
+                t = now()
+                msg = loads(raw)
+                kind = msg.get("type")
+                if kind == "status_update" or kind == "job_completed":
+                    lat.append(t - ts_seconds(msg["timestamp"]))
+                    stats.delivered += 1
+                    job, seq = msg["jobId"], msg["seq"]
+                    last = seqs.get(job, 0)
+                    if seq > last + 1:
+                        stats.gaps += seq - last - 1
+                    elif seq <= last:
+                        stats.duplicates += 1
+                    seqs[job] = max(seq, last)
+                    if msg["userId"] != user:
+                        stats.foreign += 1
+                elif kind == "heartbeat":
+                    pass
+                elif kind == "subscribed":
+                    self.subscribed.set()
+                elif kind == "error":
+                    stats.errors.append(msg)
+                else:
+                    stats.other += 1
+        except ConnectionClosed:
+            pass
+        if not self.closing:
+            stats.closed.append(f"{self.user}: code {self.ws.close_code} "
+                                f"{self.ws.close_reason or ''}".rstrip())
+
+
+async def open_client(ws_url: str, user: str, token: str, stats: Stats) -> Client:
+    ws = await connect(f"{ws_url}?token={token}", open_timeout=CONNECT_TIMEOUT,
+                       max_size=2**20, close_timeout=CLOSE_TIMEOUT)
+    client = Client(user, ws, stats)
+    client.task = asyncio.create_task(client.receive())
+    await ws.send(orjson.dumps({"type": "subscribe", "all": True}).decode())
+    await client.subscribed.wait()
+    return client
+
+
+async def close_clients(clients: list[Client]) -> None:
+    for c in clients:
+        c.closing = True
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            asyncio.gather(*(c.ws.close() for c in clients), return_exceptions=True),
+            CLOSE_TIMEOUT)
+    tasks = [c.task for c in clients if c.task is not None]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# --- publisher --------------------------------------------------------------------------
+
+
+@dataclass
+class PublishStats:
+    sent: int = 0
+    batches: int = 0
+    accepted: int = 0  # acked with an event id: delivered at once
+    conflated: int = 0  # acked with id null: held back by progress conflation
+    refused: int = 0  # per-item 409/422
+    http_errors: int = 0  # whole batches answered with a non-202 or not answered
+    samples: list[str] = field(default_factory=list)  # the first few refusals/errors
+    started: float = 0.0  # loop time of the schedule's origin
+    last_sent: float = 0.0  # loop time the last batch was sent
+    post_ms: list[float] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        if len(self.samples) < 5:
+            self.samples.append(text)
+
+
+def job_slots(users: list[str], jobs_per_user: int) -> list[tuple[str, str]]:
+    """(jobId, userId) per slot; consecutive slots belong to different users."""
+    return [(f"{users[s % len(users)]}-job{s // len(users)}", users[s % len(users)])
+            for s in range(len(users) * jobs_per_user)]
+
+
+async def publish(http: httpx.AsyncClient, token: str, slots: list[tuple[str, str]],
+                  total: int, rate: float, out: PublishStats) -> None:
+    loop = asyncio.get_running_loop()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    nslots = len(slots)
+    per_job_max = math.ceil(total / nslots)
+    step = 100.0 / (per_job_max + 1)
+    counts = [0] * nslots
+    per_tick = rate * TICK
+    dumps, now_utc = orjson.dumps, datetime.now
+    out.started = start = loop.time()
+    k = 0
+    while out.sent < total:
+        k += 1
+        delay = start + k * TICK - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:  # behind schedule: merge every overdue tick into this request
+            k = max(k, int((loop.time() - start) / TICK))
+        due = min(total, round(k * per_tick))
+        while out.sent < due:
+            n = min(due - out.sent, MAX_BATCH)
+            ts = now_utc(UTC).isoformat()
+            batch = []
+            for g in range(out.sent, out.sent + n):
+                s = g % nslots
+                c = counts[s] = counts[s] + 1
+                job_id, user_id = slots[s]
+                batch.append({"jobId": job_id, "userId": user_id, "status": "processing",
+                              "progress": round(c * step, 4), "currentOperation": f"step {c}",
+                              "timestamp": ts})
+            out.last_sent = t0 = loop.time()
+            out.sent += n
+            out.batches += 1
+            await post_batch(http, headers, dumps(batch), n, out)
+            out.post_ms.append((loop.time() - t0) * 1000)
+
+
+async def post_batch(http: httpx.AsyncClient, headers: dict[str, str], body: bytes, n: int,
+                     out: PublishStats) -> None:
+    try:
+        r = await http.post("/api/v2/jobs/status", content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        out.http_errors += 1
+        out.refused += n
+        out.note(f"batch not answered: {type(exc).__name__}: {exc}")
+        return
+    if r.status_code != 202:
+        out.http_errors += 1
+        out.refused += n
+        out.note(f"batch answered {r.status_code}: {r.text[:200]}")
+        return
+    for item in orjson.loads(r.content)["results"]:
+        if "status" in item:
+            out.refused += 1
+            out.note(f"item refused: {orjson.dumps(item).decode()[:200]}")
+        elif item.get("id") is None:
+            out.conflated += 1
+        else:
+            out.accepted += 1
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))  # nearest rank
+    return sorted_values[rank - 1]
+
+
+async def bench(args: argparse.Namespace, base: str, pid: int, secret: str) -> dict[str, Any]:
+    auth = JwtAuth(secret=secret)
+    users = [f"u{i}" for i in range(args.clients)]
+    total = round(args.rate * args.duration)
+    jobs_per_user = max(MIN_JOBS_PER_USER,
+                        math.ceil(args.rate / (args.clients * PER_JOB_RATE)))
+    slots = job_slots(users, jobs_per_user)
+    stats = Stats()
+    clients: list[Client] = []
+    ws_url = base.replace("http://", "ws://") + "/ws/jobs"
+    rss_start = rss_mib(pid)
+
+    async def connect_all() -> None:
+        pending = [asyncio.create_task(open_client(ws_url, u, auth.mint(u, "user", ttl=3600),
+                                                   stats)) for u in users]
+        try:
+            for task in pending:
+                clients.append(await task)
+        finally:
+            for task in pending:
+                task.cancel()
+            done = await asyncio.gather(*pending, return_exceptions=True)
+            clients[:] = [c for c in done if isinstance(c, Client)]
+
+    pub = PublishStats()
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(base_url=base, timeout=POST_TIMEOUT, limits=limits) as http:
+        try:
+            try:
+                await asyncio.wait_for(connect_all(), CONNECT_TIMEOUT)
+            except TimeoutError:
+                raise RuntimeError(f"only {len(clients)}/{len(users)} clients subscribed "
+                                   f"within {CONNECT_TIMEOUT:.0f} s") from None
+            extensions = clients[0].ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            ptoken = auth.mint("bench-publisher", "publisher", ttl=3600)
+            loop = asyncio.get_running_loop()
+            cpu0, wall0, own0 = cpu_seconds(pid), loop.time(), time.process_time()
+            try:
+                await asyncio.wait_for(publish(http, ptoken, slots, total, args.rate, pub),
+                                       args.duration * 2 + 30)
+            except TimeoutError:
+                pub.note("publishing did not finish in time: aborted")
+            publish_end = loop.time()
+            expected = pub.accepted + pub.conflated
+            deadline = publish_end + STRAGGLER_WAIT
+            while stats.delivered < expected and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            cpu1, wall1, own1 = cpu_seconds(pid), loop.time(), time.process_time()
+            rss_end = rss_mib(pid)
+        finally:
+            await close_clients(clients)
+
+    elapsed = max(pub.last_sent - pub.started, 1e-9)
+    achieved = pub.sent / elapsed
+    lat = sorted(x * 1000 for x in stats.latencies)
+    cpu = cpu1 - cpu0
+    post_ms = sorted(pub.post_ms)
+    warnings = []
+    if achieved < 0.95 * args.rate:
+        warnings.append(f"achieved publish rate {achieved:.0f}/s is below 95 % of the "
+                        f"target {args.rate:g}/s: the generator or the server is the bottleneck")
+    lost = max(0, expected - stats.delivered)
+    if lost or pub.refused or pub.http_errors:
+        warnings.append(f"{lost} events lost, {pub.refused} updates refused, "
+                        f"{pub.http_errors} batch requests failed")
+    if pub.conflated:
+        warnings.append(f"{pub.conflated} updates were conflated by the server (held back)")
+    if stats.gaps or stats.duplicates or stats.foreign or stats.closed or stats.errors:
+        warnings.append(f"seq gaps {stats.gaps}, duplicates {stats.duplicates}, foreign "
+                        f"{stats.foreign}, connections closed {len(stats.closed)}, "
+                        f"error messages {len(stats.errors)}")
+
+    def ms(v: float | None) -> float | None:
+        return None if v is None else round(v, 3)
+
+    return {
+        "clients": args.clients,
+        "subscribed": len(clients),
+        "jobs": len(slots),
+        "jobsPerUser": jobs_per_user,
+        "perJobRate": round(args.rate / len(slots), 3),
+        "wsExtensions": extensions,
+        "targetRate": args.rate,
+        "duration": args.duration,
+        "updatesSent": pub.sent,
+        "batches": pub.batches,
+        "publishSeconds": round(elapsed, 3),
+        "achievedRate": round(achieved, 1),
+        "postMs": {"p50": ms(percentile(post_ms, 50)), "p99": ms(percentile(post_ms, 99)),
+                   "max": ms(post_ms[-1] if post_ms else None)},
+        "accepted": pub.accepted,
+        "conflated": pub.conflated,
+        "refused": pub.refused,
+        "httpErrors": pub.http_errors,
+        "eventsExpected": expected,
+        "eventsDelivered": stats.delivered,
+        "eventsLost": lost,
+        "seqGaps": stats.gaps,
+        "duplicates": stats.duplicates,
+        "foreignEvents": stats.foreign,
+        "errorMessages": stats.errors[:5],
+        "connectionsClosed": stats.closed[:5],
+        "otherMessages": stats.other,
+        "latencyMs": {"p50": ms(percentile(lat, 50)), "p95": ms(percentile(lat, 95)),
+                      "p99": ms(percentile(lat, 99)), "max": ms(lat[-1] if lat else None),
+                      "min": ms(lat[0] if lat else None), "n": len(lat)},
+        "serverCpuSeconds": round(cpu, 3),
+        "measuredSeconds": round(wall1 - wall0, 3),
+        "serverCpuUsPerMessage": round(cpu * 1e6 / stats.delivered, 1) if stats.delivered
+        else None,
+        "serverRssMiB": round(rss_end, 1),
+        "serverRssStartMiB": round(rss_start, 1),
+        "benchCpuSeconds": round(own1 - own0, 3),
+        "problems": pub.samples,
+        "warnings": warnings,
+    }
+
+
+def human(r: dict[str, Any]) -> str:
+    lat, post = r["latencyMs"], r["postMs"]
+
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    lines = [
+        "jobwire WebSocket latency benchmark",
+        f"  server      pid {r['serverPid']} on {r['url']}, default settings "
+        f"(conflation {r['conflation']}/s per job); permessage-deflate: "
+        f"{'yes' if 'permessage-deflate' in r['wsExtensions'] else 'no'}",
+        f"  workload    {r['clients']} clients (users u0..u{r['clients'] - 1}, one each, "
+        f"subscribe all), {r['subscribed']} subscribed; {r['jobs']} jobs "
+        f"({r['jobsPerUser']} per user, ~{r['perJobRate']:g} updates/s each: spread, "
+        f"no conflation expected)",
+        f"  publish     {r['updatesSent']} updates in {r['batches']} batches over "
+        f"{r['publishSeconds']:.2f} s: {r['achievedRate']:.1f} updates/s (target "
+        f"{r['targetRate']:g}, {100 * r['achievedRate'] / r['targetRate']:.1f} %); "
+        f"POST ms p50 {f(post['p50'])} p99 {f(post['p99'])} max {f(post['max'])}",
+        f"  acks        accepted {r['accepted']}, conflated {r['conflated']}, "
+        f"refused {r['refused']}, failed batch requests {r['httpErrors']}",
+        f"  events      expected {r['eventsExpected']}, delivered {r['eventsDelivered']}, "
+        f"lost {r['eventsLost']} (seq gaps {r['seqGaps']}, duplicates {r['duplicates']}, "
+        f"foreign {r['foreignEvents']}, closed connections {len(r['connectionsClosed'])})",
+        f"  latency ms  p50 {f(lat['p50'])}  p95 {f(lat['p95'])}  p99 {f(lat['p99'])}  "
+        f"max {f(lat['max'])}  (min {f(lat['min'])}, n={lat['n']})",
+        f"  server CPU  {r['serverCpuSeconds']:.2f} s over {r['measuredSeconds']:.2f} s "
+        f"({100 * r['serverCpuSeconds'] / max(r['measuredSeconds'], 1e-9):.0f} % of a core), "
+        f"{r['serverCpuUsPerMessage'] or 0:.0f} µs per delivered message",
+        f"  server RSS  {r['serverRssMiB']:.1f} MiB at the end "
+        f"({r['serverRssStartMiB']:.1f} MiB before the clients connected)",
+        f"  bench CPU   {r['benchCpuSeconds']:.2f} s (generator and all clients, one process)",
+    ]
+    lines += [f"  problem     {p}" for p in r["problems"]]
+    lines += [f"  error msg   {orjson.dumps(e).decode()[:200]}" for e in r["errorMessages"]]
+    lines += [f"  closed      {c}" for c in r["connectionsClosed"]]
+    if r.get("serverLogErrors"):
+        lines.append(f"  server log  {r['serverLogErrors']} error lines; last lines:\n"
+                     + r["serverLogTail"])
+    lines += [f"WARNING: {w}" for w in r["warnings"]]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clients", type=int, default=100, help="WebSocket clients (default 100)")
+    p.add_argument("--rate", type=float, default=1000, help="updates/s (default 1000)")
+    p.add_argument("--duration", type=float, default=10, help="seconds (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    if args.clients < 1 or args.rate <= 0 or args.duration <= 0:
+        p.error("--clients, --rate and --duration must be positive")
+    return args
+
+
+def run(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    port, secret = free_port(), secrets.token_urlsafe(32)
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        proc = start_server(port, secret, log)
+        try:
+            try:
+                wait_healthy(base, proc, START_TIMEOUT)
+            except RuntimeError as exc:
+                print(f"ws_latency: {exc}\n{log_tail(log)[1]}", file=sys.stderr)
+                return 2
+            overall = args.duration * 3 + START_TIMEOUT + CONNECT_TIMEOUT + 60
+            result = run(asyncio.wait_for(bench(args, base, proc.pid, secret), overall))
+            result.update(serverPid=proc.pid, url=base,
+                          conflation=os.environ.get("JOBWIRE_MAX_UPDATES_PER_JOB_PER_SECOND",
+                                                    "10"))
+            if proc.poll() is not None:
+                result["warnings"].append(f"server exited with status {proc.returncode}")
+        finally:
+            stop_server(proc)
+        result["serverLogErrors"], result["serverLogTail"] = log_tail(log)
+        if result["serverLogErrors"]:
+            result["warnings"].append(f"{result['serverLogErrors']} error lines in the "
+                                      "server log")
+    if args.json:
+        print(orjson.dumps(result).decode())
+        for w in result["warnings"]:
+            print(f"WARNING: {w}", file=sys.stderr)
+    else:
+        print(human(result))
+    bad = (result["eventsLost"] or result["refused"] or result["httpErrors"]
+           or result["subscribed"] < args.clients)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
