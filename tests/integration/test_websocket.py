@@ -348,3 +348,26 @@ async def test_stalled_job_gets_one_event_and_the_next_update_clears_it():
         await client.close()
     finally:
         srv.stop()
+
+
+async def test_peer_that_stops_answering_pings_is_closed():
+    """A raw socket completes the handshake and then never answers the server's pings."""
+    srv = start_server(heartbeat_seconds=0.3)
+    try:
+        host, port = srv.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        key = base64.b64encode(b"0123456789abcdef").decode()
+        writer.write((f"GET /ws/jobs?token={srv.token('u')} HTTP/1.1\r\nHost: {host}\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        assert head.startswith(b"HTTP/1.1 101")
+        frames = b""
+        async with asyncio.timeout(WAIT):
+            while chunk := await reader.read(4096):
+                frames += chunk
+        assert b"\x89" in frames  # the server pinged, got no pong, and hung up
+        writer.close()
+    finally:
+        srv.stop()
