@@ -9,6 +9,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -77,7 +79,14 @@ def create_app(settings: Settings, *, on_start: Hook | None = None,
         routes.append(WebSocketRoute("/ws/jobs", websocket_endpoint))
     routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
 
-    app = Starlette(routes=routes, lifespan=lifespan,
+    middleware = []
+    if settings.origin_list:
+        # Cross-origin HTTP only for the configured origins; none configured: same origin only.
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=list(settings.origin_list), allow_credentials=True,
+            allow_methods=["GET", "POST"], expose_headers=["ETag", "Retry-After"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", "Last-Event-ID"]))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={JobwireError: jobwire_error_handler})
     app.state.service = service
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import WAIT
+from tests.conftest import WAIT, start_server
 
 
 @pytest.fixture
@@ -193,3 +193,19 @@ async def test_health_ready_and_metrics(http, server):
 async def test_index_page_is_served(http):
     r = await http.get("/")
     assert r.status_code == 200 and "/ws/jobs" in r.text
+
+
+async def test_cors_is_closed_by_default_and_open_to_configured_origins(http, server):
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "GET"}
+    r = await http.options("/api/v2/jobs/status", headers=preflight)
+    assert "access-control-allow-origin" not in r.headers
+    srv = start_server(allowed_origins="https://app.example")
+    try:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=WAIT) as client:
+            r = await client.options("/api/v2/jobs/status", headers=preflight)
+            assert r.headers["access-control-allow-origin"] == "https://app.example"
+            r = await client.options("/api/v2/jobs/status",
+                                     headers={**preflight, "Origin": "https://evil.example"})
+            assert "access-control-allow-origin" not in r.headers
+    finally:
+        srv.stop()

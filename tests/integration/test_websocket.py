@@ -371,3 +371,15 @@ async def test_peer_that_stops_answering_pings_is_closed():
         writer.close()
     finally:
         srv.stop()
+
+
+async def test_cookie_auth_from_the_same_origin_is_accepted(server, uid):
+    origin = server.url  # the page the server itself serves
+    ws = await websockets.connect(
+        server.ws_url, open_timeout=WAIT, origin=origin,
+        additional_headers={"Cookie": f"jobwire_token={server.token(uid)}"})
+    from tests.conftest import Client
+
+    client = Client(ws)
+    assert (await client.subscribe(all=True))["type"] == "subscribed"
+    await client.close()
