@@ -16,6 +16,7 @@ from .errors import ConfigError, Unauthorized
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 SYMMETRIC = ("HS256", "HS384", "HS512")
+CACHE_SIZE = 4096  # verified tokens remembered
 
 
 class Role(StrEnum):
@@ -59,8 +60,11 @@ class JwtAuth:
         if algorithm in SYMMETRIC:
             if not secret:
                 raise ConfigError("JOBWIRE_SECRET is required (set it, or run `jobwire demo`)")
-            if len(secret) < 16:
-                raise ConfigError("JOBWIRE_SECRET must be at least 16 characters")
+            # RFC 7518 §3.2: an HMAC key at least as long as the hash output.
+            minimum = int(algorithm[2:]) // 8
+            if len(secret.encode()) < minimum:
+                raise ConfigError(f"JOBWIRE_SECRET must be at least {minimum} bytes for "
+                                  f"{algorithm} (got {len(secret.encode())})")
             self._verify_key: Any = secret
             self._sign_key: Any = secret
         elif algorithm in ASYMMETRIC:
@@ -73,10 +77,28 @@ class JwtAuth:
                               f"use one of {', '.join(SYMMETRIC + ASYMMETRIC)}")
         self.algorithm = algorithm
         self.leeway = leeway
+        self._cache: dict[str, tuple[Principal, float]] = {}
 
     def verify(self, token: str | None) -> Principal:
         if not token:
             raise Unauthorized("a token is required")
+        # A verified token stays valid until `exp`: skip the signature check on repeats
+        # (publishers send the same token with every request).
+        cached = self._cache.get(token)
+        if cached is not None:
+            principal, not_before = cached
+            now = time.time()
+            if now + self.leeway >= not_before and (
+                    principal.expires_at is None or now - self.leeway < principal.expires_at):
+                return principal
+            del self._cache[token]
+        principal, not_before = self._decode(token)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[token] = (principal, not_before)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -90,20 +112,21 @@ class JwtAuth:
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
         sub, role = claims.get("sub"), claims.get("role", "user")
-        if not isinstance(sub, str) or not _ID_RE.match(sub):
+        if not isinstance(sub, str) or not _ID_RE.fullmatch(sub):
             raise Unauthorized("invalid token subject")
         try:
             role = Role(role)
         except ValueError:
             raise Unauthorized("invalid token role") from None
-        exp = claims.get("exp")
-        return Principal(sub, role, float(exp) if isinstance(exp, int | float) else None)
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        principal = Principal(sub, role, float(exp) if isinstance(exp, int | float) else None)
+        return principal, float(nbf) if isinstance(nbf, int | float) else 0.0
 
     def mint(self, user_id: str, role: Role | str = Role.USER, ttl: float = 3600,
              now: float | None = None) -> str:
         if self._sign_key is None:
             raise ConfigError("minting needs the private key (JOBWIRE_JWT_PRIVATE_KEY)")
-        if not _ID_RE.match(user_id):
+        if not _ID_RE.fullmatch(user_id):
             raise ValueError(f"user id {user_id!r} must be 1-128 characters of A-Z a-z 0-9 _ . : -")
         issued = int(now if now is not None else time.time())
         claims = {"sub": user_id, "role": Role(role).value, "iat": issued,

@@ -37,6 +37,8 @@ def _run(settings: Settings, on_start: Any = None) -> None:
     app = create_app(settings, on_start=on_start)
     uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
                 ws="websockets-sansio", ws_max_size=settings.max_message_bytes,
+                # Small JSON messages: compression costs more CPU than it saves.
+                ws_per_message_deflate=False,
                 ws_ping_interval=settings.heartbeat_seconds,
                 ws_ping_timeout=settings.heartbeat_seconds,
                 timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,

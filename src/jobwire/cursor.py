@@ -14,7 +14,7 @@ from .errors import InvalidCursor
 Position = tuple[int, int]
 
 START: Position = (0, 0)
-_ID_RE = re.compile(r"^(\d{1,16})-(\d{1,16})$")
+_ID_RE = re.compile(r"([0-9]{1,16})-([0-9]{1,16})")
 # A purely numeric `last_seen` below this is seconds, above it milliseconds.
 _SECONDS_LIMIT = 10**11
 
@@ -24,7 +24,7 @@ def format_id(pos: Position) -> str:
 
 
 def parse_id(value: str) -> Position:
-    m = _ID_RE.match(value)
+    m = _ID_RE.fullmatch(value)
     if m is None:
         raise InvalidCursor(f"not a jobwire event id: {value[:64]!r}", field="lastEventId")
     return int(m.group(1)), int(m.group(2))
@@ -33,7 +33,7 @@ def parse_id(value: str) -> Position:
 def parse_resume_point(value: str, field: str = "lastEventId") -> Position:
     """An event id, or a Unix time (seconds or milliseconds) meaning 'events accepted after it'."""
     value = value.strip()
-    if value.isdigit() and len(value) <= 16:
+    if value.isascii() and value.isdigit() and len(value) <= 16:
         t = int(value)
         ms = t * 1000 if t < _SECONDS_LIMIT else t
         # Everything accepted in a later millisecond than `ms`.

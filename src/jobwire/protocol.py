@@ -71,7 +71,8 @@ class JobUpdate(BaseModel):
     @field_validator("progress")
     @classmethod
     def _progress_range(cls, v: float | None) -> float | None:
-        if v is not None and (not math.isfinite(v) or v < 0 or v > 100):
+        # Compare before any float conversion: a huge int must not overflow math.isfinite.
+        if v is not None and not (0 <= v <= 100 and (isinstance(v, int) or math.isfinite(v))):
             raise ValueError("must be a number from 0 to 100")
         return v
 
@@ -81,6 +82,8 @@ class JobUpdate(BaseModel):
         if v is None:
             return v
         try:
+            if len(v) > 64 or ("T" not in v.upper() and " " not in v):
+                raise ValueError(v)  # a bare date is not a moment
             datetime.fromisoformat(v)
         except ValueError:
             raise ValueError("timestamp must be an ISO 8601 date-time") from None

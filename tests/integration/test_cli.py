@@ -44,7 +44,7 @@ def test_serve_refuses_to_start_without_a_secret():
     ({"JOBWIRE_PORT": "eighty"}, "JOBWIRE_PORT='eighty' is not a number"),
     ({"JOBWIRE_TRANSPORTS": "carrier-pigeon"}, "JOBWIRE_TRANSPORTS"),
     ({"JOBWIRE_HEARTBEAT_SECONDS": "0"}, "JOBWIRE_HEARTBEAT_SECONDS=0.0 must be at least"),
-    ({"JOBWIRE_SECRET": "short"}, "at least 16 characters"),
+    ({"JOBWIRE_SECRET": "short"}, "at least 32 bytes for HS256"),
 ])
 def test_bad_settings_are_reported_clearly(env, message):
     out = run("serve", env={"JOBWIRE_SECRET": "s" * 32, **env})

@@ -53,6 +53,7 @@ async def test_admin_may_publish_users_may_not(http, server, uid):
     ({"status": "queued"}, 422, "userId"),
     ({"userId": "u1", "status": "queued", "jobId": "other"}, 422, "jobId"),
     ({"userId": "u1", "status": "queued", "timestamp": "yesterday"}, 422, "timestamp"),
+    ({"userId": "u1", "status": "queued", "timestamp": "2025-09-11"}, 422, "timestamp"),
     ([1, 2], 422, None),
 ])
 async def test_invalid_updates_are_refused_and_change_nothing(http, server, uid, body, status,

@@ -45,9 +45,11 @@ def pem_pair(private_key):
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    public = private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
@@ -206,6 +208,34 @@ def test_malformed_token_is_refused(auth, token):
     refused(auth, token, "invalid token")
 
 
+def test_verifying_the_same_token_again_gives_the_same_principal(auth):
+    token = auth.mint("alice", Role.PUBLISHER)
+    assert auth.verify(token) == auth.verify(token) == auth.verify(token)
+
+
+def test_a_verified_token_does_not_vouch_for_a_tampered_copy(auth):
+    token = auth.mint("alice")
+    auth.verify(token)
+    header, _, signature = token.split(".")
+    forged = b64json(claims(sub="alice", role="admin"))
+    refused(auth, f"{header}.{forged}.{signature}", "invalid token")
+
+
+def test_a_refused_token_stays_refused(auth):
+    expired = hs256(claims(exp=int(time.time()) - 10))
+    for _ in range(3):
+        refused(auth, expired, "token expired")
+    forged = hs256(claims(), secret=OTHER_SECRET)
+    for _ in range(3):
+        refused(auth, forged, "invalid token")
+
+
+def test_a_token_verified_by_one_secret_is_still_refused_by_another(auth):
+    token = auth.mint("alice")
+    auth.verify(token)
+    refused(JwtAuth(secret=OTHER_SECRET), token, "invalid token")
+
+
 # --- algorithm confusion -----------------------------------------------------------------
 
 
@@ -292,9 +322,7 @@ def test_asymmetric_algorithm_without_public_key_is_a_config_error(algorithm):
         JwtAuth(secret=SECRET, algorithm=algorithm)
 
 
-@pytest.mark.parametrize(
-    "algorithm,length", [("HS256", 16), ("HS384", 32), ("HS512", 32)]
-)
+@pytest.mark.parametrize("algorithm,length", [("HS256", 16), ("HS384", 32), ("HS512", 32)])
 def test_an_accepted_secret_is_long_enough_for_its_algorithm(algorithm, length):
     """RFC 7518 §3.2: an HMAC key must be at least as long as the hash output. A secret the
     constructor accepts must then mint and verify cleanly (no InsecureKeyLengthWarning)."""

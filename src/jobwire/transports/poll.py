@@ -31,7 +31,7 @@ def job_ids_param(request: Request, limit: int) -> list[str] | None:
     if len(ids) > limit:
         raise InvalidMessage(f"at most {limit} jobIds", field="jobIds")
     for job_id in ids:
-        if not _ID_RE.match(job_id):
+        if not _ID_RE.fullmatch(job_id):
             raise InvalidMessage(f"invalid job id {job_id[:40]!r}", field="jobIds")
     return ids
 

@@ -107,6 +107,11 @@ class Connection:
                 await self._handle(parse_client_message(raw))
             except JobwireError as exc:
                 session.send(dumps(exc.to_message()))
+            except Exception:
+                # A bug, not the client's fault: log it, tell the client nothing more.
+                log.exception("failed to handle a client message")
+                session.send(dumps(InvalidMessage("message could not be processed")
+                                   .to_message()))
         # Closed by the session (slow, expired, shutdown): the writer sends the close frame.
         await self._wait_writer_closed()
 
