@@ -24,7 +24,6 @@ class Event:
     payload: dict[str, Any]
     # True for a progress-only update: it may be conflated, and shed by a slow consumer.
     progress_only: bool = False
-    _raw: bytes | None = field(default=None, repr=False)
     _text: str | None = field(default=None, repr=False)
 
     @property
@@ -32,15 +31,9 @@ class Event:
         return self.payload["id"]
 
     @property
-    def raw(self) -> bytes:
-        raw = self._raw
-        if raw is None:
-            raw = self._raw = orjson.dumps(self.payload)
-        return raw
-
-    @property
     def text(self) -> str:
         text = self._text
         if text is None:
-            text = self._text = self.raw.decode()
+            # Encoded once, as text: every transport sends text, and history keeps one copy.
+            text = self._text = orjson.dumps(self.payload).decode()
         return text

@@ -87,7 +87,7 @@ class TestHub:
             hub.subscribe_user(s, "alice")
         e = ev("j1")
         assert hub.route(e) == 100
-        raws = {id(s.drain()[0].raw) for s in sessions}
+        raws = {id(s.drain()[0].text) for s in sessions}
         assert len(raws) == 1
 
 
