@@ -4,6 +4,7 @@ transport. Also the subscribe flow that all streaming transports use."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .auth import JwtAuth, Principal
@@ -51,16 +52,18 @@ class Service:
             session.close(CloseReason.SHUTDOWN)
 
     async def subscribe(self, session: Session, *, job_ids: list[str] | None, all_jobs: bool,
-                        user_id: str | None, after: Position | None) -> None:
+                        user_id: str | None, after: Position | None,
+                        announce: bool = True) -> Subscribed:
         """Add subscriptions to `session` and queue, in order: an `error` per refused job id
         (and `cursor_expired`), the `subscribed` snapshot, the events missed since `after`,
-        then the live stream. Nothing is missed or repeated between them."""
+        then the live stream. Nothing is missed or repeated between them. With `announce`
+        false the errors and snapshot are only returned (long-polling answers them itself)."""
         p = session.principal
         if not p.can_read:
             raise Forbidden("publishers cannot subscribe")
         if user_id is not None and user_id != p.user_id and not p.is_admin:
             raise Forbidden("userId must be your own", field="userId")
-        prefix: list[bytes] = []
+        errors: list[JobwireError] = []
         answer: dict[str, Any] = {"type": "subscribed"}
         if all_jobs:
             target = user_id if p.is_admin else p.user_id
@@ -76,7 +79,7 @@ class Service:
             for job_id in wanted:
                 owner = owners.get(job_id)
                 if owner is not None and not p.may_see(owner):
-                    prefix.append(dumps(Forbidden("not your job", job_id=job_id).to_message()))
+                    errors.append(Forbidden("not your job", job_id=job_id))
                 else:
                     allowed.append(job_id)
             scope = Scope(job_ids=frozenset(allowed), owner=None if p.is_admin else p.user_id)
@@ -99,15 +102,16 @@ class Service:
             try:
                 view = await self.broker.view(scope, after)
             except CursorExpired as exc:
-                prefix.append(dumps(exc.to_message()))
+                errors.append(exc)
                 view = await self.broker.view(scope, None)
         except BaseException:
             session.end_sync(session.floor, [], [])
             raise
         answer["jobs"] = view.states
         answer["cursor"] = format_id(view.head)
-        prefix.append(dumps(answer))
+        prefix = [*(dumps(e.to_message()) for e in errors), dumps(answer)] if announce else []
         session.end_sync(view.head, prefix, view.events, already)
+        return Subscribed(errors, answer)
 
     def unsubscribe(self, session: Session, *, job_ids: list[str] | None,
                     all_jobs: bool) -> None:
@@ -115,6 +119,16 @@ class Service:
             self.hub.unsubscribe_all(session)
         if job_ids:
             self.hub.unsubscribe_jobs(session, job_ids)
+
+
+@dataclass(slots=True)
+class Subscribed:
+    errors: list[JobwireError]  # refused job ids, cursor_expired
+    answer: dict[str, Any]  # the `subscribed` message: jobs (the snapshot) and cursor
+
+    @property
+    def cursor_expired(self) -> bool:
+        return any(isinstance(e, CursorExpired) for e in self.errors)
 
 
 def _frozen_matcher(session: Session) -> Callable[[Event], bool]:
