@@ -154,3 +154,18 @@ async def publish(server: Server, job_id: str, user: str, status: str = "process
                                    json={"userId": user, "status": status, **fields})
     assert response.status_code == expect, response.text
     return response.json()
+
+
+async def wait_for_sessions(server: Server, transport: str, count: int,
+                            timeout: float = WAIT) -> None:
+    """Wait until /metrics shows `count` open sessions of `transport` (bounded)."""
+    pattern = f'jobwire_connections{{transport="{transport}"}} '
+    async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+        async with asyncio.timeout(timeout):
+            while True:
+                text = (await http.get("/metrics")).text
+                line = next((ln for ln in text.splitlines() if ln.startswith(pattern)), None)
+                current = int(float(line.split()[-1])) if line else 0
+                if current == count:
+                    return
+                await asyncio.sleep(0.02)

@@ -20,7 +20,7 @@ from . import metrics
 from .config import Settings
 from .errors import JobwireError
 from .service import Service
-from .transports import poll, publish
+from .transports import longpoll, poll, publish, sse
 from .transports.http import JSONResponse, jobwire_error_handler, service_of
 from .transports.websocket import websocket_endpoint
 
@@ -72,6 +72,11 @@ def create_app(settings: Settings, *, on_start: Hook | None = None,
         Route("/api/v2/jobs/status", publish.publish_batch, methods=["POST"]),
         Route("/api/v2/jobs/{job_id}/status", publish.publish_one, methods=["POST"]),
     ]
+    # Fixed paths before /api/v2/jobs/{job_id}, which would otherwise match them.
+    if "sse" in enabled:
+        routes.append(Route("/api/v2/jobs/stream", sse.stream, methods=["GET"]))
+    if "longpoll" in enabled:
+        routes.append(Route("/api/v2/jobs/poll", longpoll.long_poll, methods=["GET"]))
     if "poll" in enabled:
         routes += [Route("/api/v2/jobs/status", poll.jobs_status, methods=["GET"]),
                    Route("/api/v2/jobs/{job_id}", poll.job_status, methods=["GET"])]

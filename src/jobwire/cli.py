@@ -33,16 +33,18 @@ def _run(settings: Settings, on_start: Any = None) -> None:
     import uvicorn
 
     from .app import create_app
+    from .server import DrainingServer
 
     app = create_app(settings, on_start=on_start)
-    uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                ws="websockets-sansio", ws_max_size=settings.max_message_bytes,
-                # Small JSON messages: compression costs more CPU than it saves.
-                ws_per_message_deflate=False,
-                ws_ping_interval=settings.heartbeat_seconds,
-                ws_ping_timeout=settings.heartbeat_seconds,
-                timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,
-                log_level=settings.log_level, access_log=False, server_header=False)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        ws="websockets-sansio", ws_max_size=settings.max_message_bytes,
+        # Small JSON messages: compression costs more CPU than it saves.
+        ws_per_message_deflate=False,
+        ws_ping_interval=settings.heartbeat_seconds, ws_ping_timeout=settings.heartbeat_seconds,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,
+        log_level=settings.log_level, access_log=False, server_header=False)
+    DrainingServer(config, app.state.service).run()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

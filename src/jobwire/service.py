@@ -36,10 +36,13 @@ class Service:
         self.sessions: dict[Session, str] = {}  # live sessions → transport name
         self.shutting_down = False
 
-    def open_session(self, principal: Principal, transport: str,
-                     wake: Callable[[], None]) -> Session:
-        session = Session(principal, max_outbox=self.settings.max_outbox, wake=wake)
+    def open_session(self, principal: Principal, transport: str, wake: Callable[[], None],
+                     max_outbox: int | None = None) -> Session:
+        session = Session(principal, max_outbox=max_outbox or self.settings.max_outbox,
+                          wake=wake)
         self.sessions[session] = transport
+        if self.shutting_down:
+            session.close(CloseReason.SHUTDOWN)
         return session
 
     def close_session(self, session: Session) -> None:

@@ -122,7 +122,10 @@ class Session:
     def close(self, reason: CloseReason) -> None:
         if self.closed is None:
             self.closed = reason
-            self.outbox.clear()
+            if reason is not CloseReason.SHUTDOWN:
+                # Slow: the backlog is what overflowed; expired: no longer authorised.
+                # Shutting down keeps it, so a waiting poll answers what it has.
+                self.outbox.clear()
             self._buffer = []
             if self._wake is not None:
                 self._wake()
