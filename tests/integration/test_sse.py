@@ -72,7 +72,7 @@ async def test_resume_by_last_event_id(http, server, uid):
             params["lastEventId"] = last
         async with aconnect_sse(http, "GET", STREAM, headers=headers, params=params) as source:
             got = await read_until(source.aiter_sse(), lambda d: d.get("jobId") == f"{uid}-k")
-            assert [d["type"] for _, d in got][0] == "subscribed"
+            assert got[0][1]["type"] == "subscribed"
             assert [(d["jobId"], d["seq"]) for _, d in got[1:]] == [
                 (f"{uid}-j", 2), (f"{uid}-k", 1)]
 
@@ -85,7 +85,7 @@ async def test_refused_job_ids_and_isolation(http, server, uid):
                             params=params) as source:
         events = source.aiter_sse()
         got = await read_until(events, lambda d: d["type"] == "subscribed")
-        assert [d for _, d in got][0] == {"type": "error", "code": "forbidden",
+        assert got[0][1] == {"type": "error", "code": "forbidden",
                                           "message": "not your job", "jobId": f"{uid}-bobs"}
         assert got[1][1]["jobIds"] == [f"{uid}-mine"]
         await publish(server, f"{uid}-bobs", bob, "processing", progress=9)
