@@ -383,3 +383,17 @@ async def test_cookie_auth_from_the_same_origin_is_accepted(server, uid):
     client = Client(ws)
     assert (await client.subscribe(all=True))["type"] == "subscribed"
     await client.close()
+
+
+async def test_transports_setting_turns_websocket_off():
+    srv = start_server(transports="sse,longpoll,poll")
+    try:
+        with pytest.raises(websockets.InvalidStatus):
+            await connect(srv, srv.token("u"))
+        import httpx
+
+        async with httpx.AsyncClient(base_url=srv.url, timeout=WAIT) as http:
+            r = await http.get("/api/v2/jobs/poll", headers=srv.headers("u"))
+            assert r.status_code == 200
+    finally:
+        srv.stop()
