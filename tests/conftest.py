@@ -40,6 +40,14 @@ class Server:
     process: subprocess.Popen[bytes]
     env: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def secret(self) -> str:
+        return self.env["JOBWIRE_SECRET"]
+
+    @property
+    def port(self) -> int:
+        return int(self.env["JOBWIRE_PORT"])
+
     def token(self, user: str, role: str = "user", ttl: float = 3600) -> str:
         return self.auth.mint(user, role, ttl=ttl)
 
@@ -56,10 +64,12 @@ class Server:
                 self.process.wait(5)
 
 
-def start_server(**settings: Any) -> Server:
-    """Start `jobwire serve` with `settings` as JOBWIRE_* variables; wait until it serves."""
-    secret = secrets.token_urlsafe(32)
-    port = free_port()
+def start_server(*, secret: str | None = None, port: int | None = None,
+                 **settings: Any) -> Server:
+    """Start `jobwire serve` with `settings` as JOBWIRE_* variables; wait until it serves.
+    Pass the `secret` and `port` of a stopped server to restart it in its place."""
+    secret = secret or secrets.token_urlsafe(32)
+    port = port or free_port()
     env = {**os.environ, "JOBWIRE_SECRET": secret, "JOBWIRE_PORT": str(port),
            "JOBWIRE_LOG_LEVEL": "warning"}
     env.update({f"JOBWIRE_{k.upper()}": str(v) for k, v in settings.items()})
