@@ -150,10 +150,16 @@ class Client:
         await self.ws.close()
 
 
-async def connect(server: Server, token: str | None = None, **kwargs: Any) -> Client:
+async def connect(server: Server, token: str | None = None, *, valid: bool = True,
+                  **kwargs: Any) -> Client:
+    """Connect; with a `valid` token, also read the `authenticated` greeting."""
     url = server.ws_url + (f"?token={token}" if token else "")
     ws = await websockets.connect(url, open_timeout=WAIT, max_size=2**22, **kwargs)
-    return Client(ws)
+    client = Client(ws)
+    if token and valid:
+        greeting = await client.recv()
+        assert greeting["type"] == "authenticated", greeting
+    return client
 
 
 async def publish(server: Server, job_id: str, user: str, status: str = "processing",

@@ -9,6 +9,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -21,7 +22,12 @@ from .config import Settings
 from .errors import JobwireError
 from .service import Service
 from .transports import longpoll, poll, publish, sse
-from .transports.http import JSONResponse, jobwire_error_handler, service_of
+from .transports.http import (
+    JSONResponse,
+    http_error_handler,
+    jobwire_error_handler,
+    service_of,
+)
 from .transports.websocket import websocket_endpoint
 
 STATIC = Path(__file__).parent / "static"
@@ -92,6 +98,7 @@ def create_app(settings: Settings, *, on_start: Hook | None = None,
             allow_methods=["GET", "POST"], expose_headers=["ETag", "Retry-After"],
             allow_headers=["Authorization", "Content-Type", "If-None-Match", "Last-Event-ID"]))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
-                    exception_handlers={JobwireError: jobwire_error_handler})
+                    exception_handlers={JobwireError: jobwire_error_handler,
+                                        HTTPException: http_error_handler})
     app.state.service = service
     return app

@@ -247,7 +247,8 @@ def _merge(current: dict[str, Any] | None, update: JobUpdate) -> dict[str, Any]:
         "currentOperation": (update.currentOperation if update.currentOperation is not None
                              else prev["currentOperation"]),
         "workerId": update.workerId if update.workerId is not None else prev["workerId"],
-        "result": update.result,
-        "error": update.error,
+        # Only an ending carries a result or an error.
+        "result": update.result if update.status.terminal else None,
+        "error": update.error if update.status.terminal else None,
     }
 

@@ -11,7 +11,7 @@ from .auth import JwtAuth, Principal
 from .broker import Broker, Scope
 from .broker.memory import MemoryBroker
 from .config import Settings
-from .cursor import Position, format_id
+from .cursor import Position, format_id, parse_id
 from .errors import CursorExpired, Forbidden, JobwireError, TooManySubscriptions
 from .events import Event
 from .hub import Hub
@@ -110,7 +110,12 @@ class Service:
         except BaseException:
             session.end_sync(session.floor, [], [])
             raise
-        answer["jobs"] = view.states
+        states = view.states
+        if after is not None and not any(isinstance(e, CursorExpired) for e in errors):
+            # Resuming: a job that moved since `after` is told by its replayed events (the
+            # last of which is its current state), so only unchanged jobs are listed here.
+            states = [s for s in states if parse_id(s["id"]) <= after]
+        answer["jobs"] = states
         answer["cursor"] = format_id(view.head)
         prefix = [*(dumps(e.to_message()) for e in errors), dumps(answer)] if announce else []
         session.end_sync(view.head, prefix, view.events, already)

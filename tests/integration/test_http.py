@@ -210,3 +210,10 @@ async def test_cors_is_closed_by_default_and_open_to_configured_origins(http, se
             assert "access-control-allow-origin" not in r.headers
     finally:
         srv.stop()
+
+
+async def test_unknown_paths_and_methods_answer_json_errors(http):
+    r = await http.get("/api/v2/nothing-here")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = await http.delete("/api/v2/jobs/status")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"

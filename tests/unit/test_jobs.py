@@ -177,3 +177,10 @@ def test_forget_finished_drops_old_terminal_jobs_only(book):
     accept(book, upd("processing", 5, job="running"), now=0)
     assert book.forget_finished(100.0, 50) == 1
     assert set(book.jobs) == {"running"}
+
+
+def test_only_an_ending_carries_result_or_error(book):
+    _, event = accept(book, upd("processing", 10, result={"early": True}, error="nope"))
+    assert "result" not in event.payload
+    ack, dup = accept(book, upd("processing", 10, result={"other": 1}), now=1)
+    assert dup is None and ack.seq == 1  # nothing visible changed: a duplicate

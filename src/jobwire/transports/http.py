@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -60,3 +61,11 @@ def error_response(exc: JobwireError) -> JSONResponse:
 async def jobwire_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, JobwireError)
     return error_response(exc)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """Routing errors (unknown path, wrong method) in the same JSON shape as ours."""
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    body = {"error": {"code": codes.get(exc.status_code, "http_error"), "message": exc.detail}}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

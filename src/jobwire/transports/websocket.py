@@ -55,7 +55,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     except (WebSocketDisconnect, TimeoutError):
         await _close(ws, 4401, "authentication timed out")
         return
-    await Connection(service, ws, principal).run()
+    connection = Connection(service, ws, principal)
+    connection.session.send(_authenticated(principal))
+    await connection.run()
 
 
 async def _auth_in_band(ws: WebSocket, service: Service) -> Principal:
@@ -69,6 +71,11 @@ async def _auth_in_band(ws: WebSocket, service: Service) -> Principal:
     if not isinstance(msg, AuthMsg):
         raise Unauthorized("first message must be auth")
     return service.auth.verify(msg.token)
+
+
+def _authenticated(principal: Principal) -> bytes:
+    return dumps({"type": "authenticated", "userId": principal.user_id,
+                  "role": principal.role.value, "expiresAt": principal.expires_at})
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:
@@ -144,9 +151,7 @@ class Connection:
         if (principal.user_id, principal.role) != (current.user_id, current.role):
             raise Unauthorized("a refreshed token must name the same user and role")
         self.session.principal = principal
-        self.session.send(dumps({"type": "authenticated", "userId": principal.user_id,
-                                 "role": principal.role.value,
-                                 "expiresAt": principal.expires_at}))
+        self.session.send(_authenticated(principal))
 
     async def _writer(self) -> None:
         ws, session, wakeup = self.ws, self.session, self.wakeup
