@@ -185,3 +185,44 @@ async def wait_for_sessions(server: Server, transport: str, count: int,
                 if current == count:
                     return
                 await asyncio.sleep(0.02)
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def start_redis(port: int | None = None, *args: str) -> RedisServer:
+    """A private `redis-server` on a free port (nothing on disk), ready when it answers."""
+    port = port or free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", *args], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 3 * WAIT
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return RedisServer(port, process)
+        except OSError:
+            time.sleep(0.02)
+    process.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis()
+    yield server
+    server.stop()

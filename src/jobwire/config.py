@@ -26,6 +26,8 @@ class Settings:
     jwt_public_key: str | None = _setting(None, "PEM public key (or @path) for RS*/ES*")
     jwt_private_key: str | None = _setting(None, "PEM private key (or @path), to mint RS*/ES*")
     redis_url: str | None = _setting(None, "Redis URL; unset: in-process broker")
+    redis_prefix: str = _setting("jobwire:", "prefix of every Redis key")
+    redis_channel_prefix: str = _setting("", "prefix of the Redis pub/sub channel names")
     transports: str = _setting("websocket,sse,longpoll,poll", "enabled transports")
     heartbeat_seconds: float = _setting(15.0, "heartbeat and WebSocket ping interval", 0.05)
     auth_timeout_seconds: float = _setting(10.0, "time to send `auth` on a WebSocket", 0.05)
@@ -56,9 +58,10 @@ class Settings:
             raise ConfigError(f"JOBWIRE_PORT={self.port} is not a TCP port")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"JOBWIRE_LOG_LEVEL={self.log_level!r}: debug, info, warning, error")
-        if self.redis_url is not None:
-            raise ConfigError("JOBWIRE_REDIS_URL: the Redis broker is not available in this "
-                              "version; unset it to run on the in-process broker")
+        if self.redis_url is not None and not self.redis_url.startswith(
+                ("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"JOBWIRE_REDIS_URL={self.redis_url!r}: use redis://host:port/db, "
+                              "rediss://… or unix://path")
 
     @property
     def transport_list(self) -> tuple[str, ...]:

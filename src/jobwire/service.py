@@ -25,12 +25,7 @@ class Service:
         self.auth = JwtAuth(secret=settings.secret, algorithm=settings.jwt_algorithm,
                             public_key=settings.jwt_public_key,
                             private_key=settings.jwt_private_key)
-        self.broker = broker or MemoryBroker(
-            history_size=settings.history_size,
-            global_history_size=settings.global_history_size,
-            history_ttl_seconds=settings.history_ttl_seconds,
-            max_updates_per_second=settings.max_updates_per_job_per_second,
-            stalled_after_seconds=settings.stalled_after_seconds)
+        self.broker = broker or make_broker(settings)
         self.hub = Hub()
         self.broker.add_listener(self.hub.route)
         self.sessions: dict[Session, str] = {}  # live sessions → transport name
@@ -127,6 +122,21 @@ class Service:
             self.hub.unsubscribe_all(session)
         if job_ids:
             self.hub.unsubscribe_jobs(session, job_ids)
+
+
+def make_broker(settings: Settings) -> Broker:
+    """The in-process broker, or Redis when a URL is configured."""
+    common: dict[str, Any] = dict(
+        history_size=settings.history_size, global_history_size=settings.global_history_size,
+        history_ttl_seconds=settings.history_ttl_seconds,
+        max_updates_per_second=settings.max_updates_per_job_per_second,
+        stalled_after_seconds=settings.stalled_after_seconds)
+    if settings.redis_url is None:
+        return MemoryBroker(**common)
+    from .broker.redis import RedisBroker
+
+    return RedisBroker(settings.redis_url, prefix=settings.redis_prefix,
+                       channel_prefix=settings.redis_channel_prefix, **common)
 
 
 @dataclass(slots=True)

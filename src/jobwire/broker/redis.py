@@ -1,0 +1,336 @@
+"""The Redis broker: many `jobwire serve` instances behave as one service.
+
+Job state lives in one hash per job; every event goes into a global stream and its owner's
+stream (their ids are the event ids, so the same event has the same id everywhere) and out on
+a pub/sub channel. A publish reads the job, runs the same pure state machine as the in-process
+broker, and commits with a Lua script that succeeds only if the job has not moved meanwhile.
+Each instance subscribes once and routes locally through its hub; after a reconnect it reads
+what it missed from the global stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..cursor import START, Position, format_id, parse_id
+from ..errors import BrokerUnavailable, CursorExpired
+from ..events import JOB_COMPLETED, Event
+from ..jobs import Ack, Job, JobBook
+from ..jobstate import DeferredIds, event_from, job_from_state, job_to_state
+from ..protocol import JobUpdate, Status, now_iso
+from .base import Broker, Scope, View
+
+log = logging.getLogger("jobwire.redis")
+
+CHANNELS = ("job_status_updates", "job_progress_updates", "job_completion_updates")
+COMMIT_ATTEMPTS = 50
+SWEEP_SECONDS = 1.0
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _script(name: str) -> str:
+    return resources.files("jobwire.broker").joinpath("lua", name).read_text()
+
+
+class RedisBroker(Broker):
+    def __init__(self, url: str, *, prefix: str = "jobwire:", channel_prefix: str = "",
+                 history_size: int = 1000, global_history_size: int = 10000,
+                 history_ttl_seconds: float = 86400, max_updates_per_second: float = 10.0,
+                 stalled_after_seconds: float = 60.0):
+        super().__init__()
+        self.url = url
+        self.prefix = prefix
+        self.channels = tuple(channel_prefix + c for c in CHANNELS)
+        self.history_size = history_size
+        self.global_history_size = global_history_size
+        self.ttl = history_ttl_seconds
+        self.rate = max_updates_per_second
+        self.stalled_after = stalled_after_seconds
+        self.published = 0
+        self.redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True,
+                                                       health_check_interval=5,
+                                                       socket_connect_timeout=2,
+                                                       socket_timeout=5)
+        self._commit = self.redis.register_script(_script("commit.lua"))
+        self._view = self.redis.register_script(_script("view.lua"))
+        self._subscribed = False
+        self._last_seen: Position = START  # newest event routed to the hub
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def _job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def _user_stream(self, user_id: str) -> str:
+        return f"{self.prefix}stream:u:{user_id}"
+
+    @property
+    def _global_stream(self) -> str:
+        return f"{self.prefix}stream:all"
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        ready = asyncio.get_running_loop().create_future()
+        self._tasks = [asyncio.create_task(self._subscriber(ready), name="jobwire-redis-sub"),
+                       asyncio.create_task(self._sweeper(), name="jobwire-redis-sweep")]
+        # Serve even if Redis is down at start: /readyz says so until it is back.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(ready), 5)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.redis.aclose()
+
+    def ready(self) -> bool:
+        return self._subscribed
+
+    # --- publishing -----------------------------------------------------------------------
+
+    async def publish(self, update: JobUpdate) -> Ack:
+        try:
+            return await self._transact(update.jobId, update=update)
+        except _UNREACHABLE as exc:
+            raise BrokerUnavailable("the broker is unreachable; retry") from exc
+
+    async def _transact(self, job_id: str, *, update: JobUpdate | None = None,
+                        flush: bool = False, stall: bool = False) -> Ack:
+        """Read the job, apply one change with the pure state machine, commit if unchanged."""
+        for _ in range(COMMIT_ATTEMPTS):
+            version, state, latest = await self.redis.hmget(self._job(job_id), "v", "s", "id")
+            book = JobBook(max_updates_per_second=self.rate, clock=DeferredIds())  # type: ignore[arg-type]
+            job: Job | None = None
+            loaded = False
+            if state is not None:
+                job = job_from_state(job_id, orjson.loads(state), latest)
+                if update is not None and update.eventId is not None:
+                    known = await self.redis.hget(f"{self._job(job_id)}:eids", update.eventId)
+                    if known is not None:
+                        eid, seq = known.split(" ")
+                        job.event_ids[update.eventId] = (eid, int(seq))
+                        loaded = True
+                book.jobs[job_id] = job
+            now = time.time()
+            event: Event | None = None
+            if update is not None:
+                ack, event = book.accept(update, now, update.timestamp or now_iso())
+            elif job is None:
+                return Ack(job_id, None, None)
+            elif flush:
+                event = book.flush(job_id, now)
+                ack = Ack(job_id, None, None)
+            else:
+                stalled = book.stalled(now, self.stalled_after) if stall else []
+                event = stalled[0] if stalled else None
+                ack = Ack(job_id, None, None)
+                if event is None:
+                    return ack
+            job = book.jobs[job_id]
+            # eventIds learnt in this change (the one read from Redis is already stored).
+            remember = [eid for eid in job.event_ids
+                        if not (loaded and update is not None and eid == update.eventId)]
+            committed = await self._store(job, version, event, remember)
+            if committed is None:
+                continue  # the job moved on meanwhile: recompute from its new state
+            if event is not None:
+                self.published += 1
+                return Ack(job_id, committed, event.seq, ack.flush_at)
+            if ack.flush_at is not None:
+                asyncio.get_running_loop().call_later(
+                    max(0.0, ack.flush_at - now),
+                    lambda: asyncio.ensure_future(self._flush(job_id)))
+            return ack
+        raise BrokerUnavailable(f"job {job_id} is too contended; retry")
+
+    async def _store(self, job: Job, version: str | None, event: Event | None,
+                     remember: list[str]) -> str | None:
+        status: Status = job.fields["status"]
+        event_json = b""
+        channel = self.channels[1]
+        if event is not None:
+            payload = {k: v for k, v in event.payload.items() if k != "id"}
+            event_json = orjson.dumps(payload)
+            channel = (self.channels[2] if payload["type"] == JOB_COMPLETED
+                       else self.channels[1] if event.progress_only else self.channels[0])
+        processing = (status is Status.PROCESSING and not job.stalled)
+        result = await self._commit(
+            keys=[self._job(job.job_id), self._global_stream, self._user_stream(job.user_id),
+                  f"{self._job(job.job_id)}:eids", f"{self.prefix}jobs:u:{job.user_id}",
+                  f"{self.prefix}jobs:all", f"{self.prefix}processing"],
+            args=[version or "", orjson.dumps(job_to_state(job)), event_json, channel,
+                  self.history_size, self.global_history_size, job.job_id,
+                  repr(job.last_update_at) if processing else "",
+                  int(self.ttl) if status.terminal else "",
+                  "1" if event is not None and event.progress_only else "0", job.seq,
+                  *remember])
+        if not result[0]:
+            return None
+        return result[1] or None
+
+    async def _flush(self, job_id: str) -> None:
+        try:
+            await self._transact(job_id, flush=True)
+        except (RedisError, OSError, BrokerUnavailable):
+            log.warning("could not deliver the conflated update of job %s", job_id)
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def owners(self, job_ids: Sequence[str]) -> dict[str, str]:
+        if not job_ids:
+            return {}
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.hget(self._job(job_id), "s")
+                states = await pipe.execute()
+        except _UNREACHABLE as exc:
+            raise BrokerUnavailable("the broker is unreachable; retry") from exc
+        return {j: orjson.loads(s)["userId"] for j, s in zip(job_ids, states, strict=True) if s}
+
+    async def view(self, scope: Scope, after: Position | None) -> View:
+        if scope.job_ids is not None:
+            keys, ids = [self._global_stream, ""], sorted(scope.job_ids)
+        elif scope.user_id is not None:
+            keys, ids = [self._global_stream, f"{self.prefix}jobs:u:{scope.user_id}"], []
+        else:
+            keys, ids = [self._global_stream, f"{self.prefix}jobs:all"], []
+        try:
+            raw = await self._view(keys=keys, args=[f"{self.prefix}job:", *ids])
+            head = parse_id(raw[0])
+            states = []
+            for i in range(1, len(raw), 3):
+                state = orjson.loads(raw[i + 1])
+                if scope.owner is not None and state["userId"] != scope.owner:
+                    continue
+                if state["event"] is not None and raw[i + 2]:
+                    states.append({**state["event"], "id": raw[i + 2]})
+            events: list[Event] = []
+            if after is not None:
+                log_user = scope.owner if scope.owner is not None else scope.user_id
+                stream = (self._user_stream(log_user) if log_user is not None
+                          else self._global_stream)
+                events = await self._since(stream, after, head)
+                if scope.job_ids is not None:
+                    events = [e for e in events if e.job_id in scope.job_ids]
+        except _UNREACHABLE as exc:
+            raise BrokerUnavailable("the broker is unreachable; retry") from exc
+        states.sort(key=lambda s: parse_id(s["id"]))
+        return View(states, events, head)
+
+    async def _since(self, stream: str, after: Position, head: Position) -> list[Event]:
+        """Events of `stream` in (after, head], or CursorExpired if some were trimmed."""
+        if after >= head:
+            return []
+        try:
+            info = await self.redis.xinfo_stream(stream)
+        except RedisError:
+            return []  # no such stream: nothing was ever published there
+        if info.get("entries-added", 0) > info.get("length", 0) and info.get("first-entry"):
+            # Trimmed: Redis 7.0 does not record the newest trimmed id, so a cursor before
+            # the first retained entry may have missed events. Refusing it is safe: the
+            # client gets a fresh snapshot instead (never a silent gap).
+            if after < parse_id(info["first-entry"][0]):
+                raise CursorExpired("cursor is older than the retained history")
+        entries = await self.redis.xrange(stream, min=f"({format_id(after)}",
+                                          max=format_id(head))
+        return [event_from(eid, orjson.loads(f["e"]), f.get("p") == "1")
+                for eid, f in entries]
+
+    async def job(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            state, latest = await self.redis.hmget(self._job(job_id), "s", "id")
+        except _UNREACHABLE as exc:
+            raise BrokerUnavailable("the broker is unreachable; retry") from exc
+        if state is None or not latest:
+            return None
+        event = orjson.loads(state)["event"]
+        return {**event, "id": latest} if event is not None else None
+
+    # --- fan-out --------------------------------------------------------------------------
+
+    def _route(self, message: str) -> None:
+        event_id, progress_only, body = message.split(" ", 2)
+        pos = parse_id(event_id)
+        if pos <= self._last_seen:
+            return  # already routed (replayed after a reconnect)
+        self._last_seen = pos
+        event = event_from(event_id, orjson.loads(body), progress_only == "1")
+        self._fan_out(event)
+
+    async def _subscriber(self, ready: asyncio.Future[None]) -> None:
+        """Subscribe once for the whole instance; on any failure reconnect with backoff and
+        jitter, then replay from the global stream what arrived while disconnected."""
+        attempt = 0
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*self.channels)
+                if self._last_seen == START:
+                    head = await self.redis.xrevrange(self._global_stream, count=1)
+                    self._last_seen = parse_id(head[0][0]) if head else START
+                else:
+                    await self._catch_up()
+                self._subscribed = True
+                attempt = 0
+                if not ready.done():
+                    ready.set_result(None)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        self._route(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: the same recovery
+                if self._subscribed:
+                    log.warning("lost the Redis subscription (%s); reconnecting", exc)
+                self._subscribed = False
+                attempt += 1
+                await asyncio.sleep(random.uniform(0, min(5.0, 0.1 * 2**attempt)))
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def _catch_up(self) -> None:
+        """Route the events published while this instance was not subscribed."""
+        while True:
+            entries = await self.redis.xrange(self._global_stream,
+                                              min=f"({format_id(self._last_seen)}", count=1000)
+            if not entries:
+                return
+            for eid, fields in entries:
+                self._route(f"{eid} {fields.get('p', '0')} {fields['e']}")
+
+    async def _sweeper(self) -> None:
+        """Stalled jobs (once across all instances: the commit only succeeds for one) and
+        retention by age."""
+        while True:
+            await asyncio.sleep(min(SWEEP_SECONDS, self.stalled_after / 4))
+            try:
+                now = time.time()
+                silent = await self.redis.zrangebyscore(f"{self.prefix}processing", "-inf",
+                                                        now - self.stalled_after)
+                for job_id in silent:
+                    await self._transact(job_id, stall=True)
+                minid = f"{int((now - self.ttl) * 1000)}-0"
+                await self.redis.xtrim(self._global_stream, minid=minid, approximate=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("sweep skipped: %s", exc)

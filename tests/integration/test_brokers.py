@@ -1,0 +1,139 @@
+"""One suite, both brokers: the in-process broker and Redis (a real private redis-server)
+must behave the same behind the broker interface."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jobwire.broker import Scope
+from jobwire.broker.memory import MemoryBroker
+from jobwire.broker.redis import RedisBroker
+from jobwire.errors import BrokerUnavailable, CursorExpired, OwnerMismatch
+from jobwire.protocol import parse_update
+from tests.conftest import WAIT, start_redis
+
+
+def upd(job="j", user="u", **fields):
+    return parse_update({"jobId": job, "userId": user, "status": "processing", **fields})
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    server = start_redis()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def broker(request, redis_url):
+    options = dict(history_size=5, global_history_size=8, max_updates_per_second=10,
+                   stalled_after_seconds=0.3)
+    if request.param == "memory":
+        b = MemoryBroker(**options)
+    else:
+        b = RedisBroker(redis_url, prefix=f"t{id(request)}:", **options)
+    seen, arrived = [], asyncio.Event()
+
+    def listen(event):
+        seen.append(event)
+        arrived.set()
+
+    b.add_listener(listen)
+    b.seen, b.arrived = seen, arrived
+    await b.start()
+    assert b.ready()
+    yield b
+    await b.stop()
+
+
+async def wait_seen(broker, count):
+    async with asyncio.timeout(WAIT):
+        while len(broker.seen) < count:
+            broker.arrived.clear()
+            await broker.arrived.wait()
+    return broker.seen
+
+
+async def test_publish_fans_out_in_order_with_gapless_seq(broker):
+    acks = [await broker.publish(upd(status="queued"))]
+    acks.append(await broker.publish(upd(status="processing", progress=10)))
+    acks.append(await broker.publish(upd(status="completed")))
+    seen = await wait_seen(broker, 3)
+    assert [e.id for e in seen] == [a.id for a in acks]
+    assert [e.seq for e in seen] == [1, 2, 3]
+    assert seen[2].payload["type"] == "job_completed" and seen[2].payload["progress"] == 100
+
+
+async def test_ownership_dedupe_and_event_id(broker):
+    first = await broker.publish(upd(progress=5, eventId="e1"))
+    with pytest.raises(OwnerMismatch):
+        await broker.publish(upd(user="mallory", progress=6))
+    dup = await broker.publish(upd(progress=5))
+    retry = await broker.publish(upd(progress=5, eventId="e1"))
+    assert (dup.id, dup.seq) == (retry.id, retry.seq) == (first.id, 1)
+    assert await broker.owners(["j", "nope"]) == {"j": "u"}
+
+
+async def test_conflation_delivers_the_latest(broker):
+    await broker.publish(upd(progress=1))
+    held = [await broker.publish(upd(progress=p)) for p in (2, 3, 4)]
+    assert all(a.id is None for a in held)
+    seen = await wait_seen(broker, 2)
+    assert seen[-1].payload["progress"] == 4 and seen[-1].seq == 2
+
+
+async def test_view_snapshot_history_and_expiry(broker):
+    a = await broker.publish(upd(job="a", status="queued"))
+    await broker.publish(upd(job="b", status="queued"))
+    await broker.publish(upd(job="other", user="v", status="queued"))
+    view = await broker.view(Scope(user_id="u"), a.id and tuple(map(int, a.id.split("-"))))
+    assert [s["jobId"] for s in view.states] == ["a", "b"]
+    assert [e.job_id for e in view.events] == ["b"]
+    everything = await broker.view(Scope(), None)
+    assert {s["jobId"] for s in everything.states} == {"a", "b", "other"}
+    only = await broker.view(Scope(job_ids=frozenset({"a", "other"}), owner="u"), None)
+    assert [s["jobId"] for s in only.states] == ["a"]
+    assert (await broker.job("a"))["id"] == a.id
+    for i in range(30):  # far past the 5-per-user window
+        await broker.publish(upd(job=f"x{i}", status="queued"))
+    with pytest.raises(CursorExpired):
+        await broker.view(Scope(user_id="u"), tuple(map(int, a.id.split("-"))))
+
+
+async def test_stalled_job_reported_once(broker):
+    await broker.publish(upd(progress=10))
+    seen = await wait_seen(broker, 2)
+    assert seen[1].payload["type"] == "job_stalled"
+    await asyncio.sleep(0.6)  # a second report would arrive in this time
+    assert len(broker.seen) == 2
+
+
+async def test_concurrent_publishers_never_break_seq_or_ownership(broker):
+    async def worker(user, n):
+        out = []
+        for p in range(n):
+            try:
+                out.append(await broker.publish(upd(job="race", user=user, status="queued",
+                                                    currentOperation=f"{user}-{p}")))
+            except OwnerMismatch:
+                out.append(None)
+        return out
+
+    results = await asyncio.gather(*(worker(f"w{i}", 10) for i in range(5)))
+    winners = {f"w{i}" for i, r in enumerate(results) if any(a is not None for a in r)}
+    assert len(winners) == 1
+    seqs = sorted(a.seq for r in results for a in r if a is not None and a.seq is not None)
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_redis_down_means_unavailable(redis_url):
+    broker = RedisBroker("redis://127.0.0.1:9/0")  # nothing listens on port 9
+    await broker.start()
+    try:
+        assert not broker.ready()
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish(upd(status="queued"))
+    finally:
+        await broker.stop()
