@@ -226,3 +226,16 @@ def redis_server() -> Iterator[RedisServer]:
     server = start_redis()
     yield server
     server.stop()
+
+
+async def eventually(check: Any, timeout: float = WAIT, interval: float = 0.02) -> None:
+    """Wait until `check()` (sync or async) is true, bounded. For state that lives in
+    another process (an HTTP answer), where there is no event to await."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(interval)  # polling another process: nothing to await
