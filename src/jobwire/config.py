@@ -27,6 +27,8 @@ class Settings:
     jwt_private_key: str | None = _setting(None, "PEM private key (or @path), to mint RS*/ES*")
     redis_url: str | None = _setting(None, "Redis URL; unset: in-process broker")
     redis_prefix: str = _setting("jobwire:", "prefix of every Redis key")
+    redis_durable_replicas: int = _setting(
+        0, "replicas that must confirm a publish before it is acknowledged (WAIT)", 0)
     redis_channel_prefix: str = _setting("", "prefix of the Redis pub/sub channel names")
     transports: str = _setting("websocket,sse,longpoll,poll", "enabled transports")
     heartbeat_seconds: float = _setting(15.0, "heartbeat and WebSocket ping interval", 0.05)
@@ -59,9 +61,9 @@ class Settings:
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"JOBWIRE_LOG_LEVEL={self.log_level!r}: debug, info, warning, error")
         if self.redis_url is not None and not self.redis_url.startswith(
-                ("redis://", "rediss://", "unix://")):
+                ("redis://", "rediss://", "unix://", "redis+sentinel://")):
             raise ConfigError(f"JOBWIRE_REDIS_URL={self.redis_url!r}: use redis://host:port/db, "
-                              "rediss://… or unix://path")
+                              "rediss://…, unix://path or redis+sentinel://host:port,…/master")
 
     @property
     def transport_list(self) -> tuple[str, ...]:

@@ -136,7 +136,8 @@ def make_broker(settings: Settings) -> Broker:
     from .broker.redis import RedisBroker
 
     return RedisBroker(settings.redis_url, prefix=settings.redis_prefix,
-                       channel_prefix=settings.redis_channel_prefix, **common)
+                       channel_prefix=settings.redis_channel_prefix,
+                       durable_replicas=settings.redis_durable_replicas, **common)
 
 
 @dataclass(slots=True)

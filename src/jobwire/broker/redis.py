@@ -17,9 +17,11 @@ import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -40,6 +42,32 @@ SWEEP_SECONDS = 1.0
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
+def connect(url: str) -> aioredis.Redis:
+    """A client for `redis://`, `rediss://`, `unix://`, or a Sentinel URL
+    `redis+sentinel://[:password@]host:port[,host:port…]/master-name[/db]`, whose client
+    asks the sentinels for the current master on every new connection (so it follows a
+    failover)."""
+    options: dict[str, Any] = dict(decode_responses=True, health_check_interval=5,
+                                   socket_connect_timeout=2, socket_timeout=5)
+    if not url.startswith("redis+sentinel://"):
+        return aioredis.from_url(url, **options)
+    parts = urlsplit(url)
+    hosts = parts.netloc.rsplit("@", 1)[-1]
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        sentinels.append((name or "127.0.0.1", int(port or 26379)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("a Sentinel URL names the master: redis+sentinel://host:port/mymaster")
+    if len(path) > 1:
+        options["db"] = int(path[1])
+    if parts.password:
+        options["password"] = unquote(parts.password)
+    sentinel = Sentinel(sentinels, socket_timeout=2)
+    return sentinel.master_for(path[0], **options)
+
+
 def _script(name: str) -> str:
     return resources.files("jobwire.broker").joinpath("lua", name).read_text()
 
@@ -48,7 +76,7 @@ class RedisBroker(Broker):
     def __init__(self, url: str, *, prefix: str = "jobwire:", channel_prefix: str = "",
                  history_size: int = 1000, global_history_size: int = 10000,
                  history_ttl_seconds: float = 86400, max_updates_per_second: float = 10.0,
-                 stalled_after_seconds: float = 60.0):
+                 stalled_after_seconds: float = 60.0, durable_replicas: int = 0):
         super().__init__()
         self.url = url
         self.prefix = prefix
@@ -59,10 +87,8 @@ class RedisBroker(Broker):
         self.rate = max_updates_per_second
         self.stalled_after = stalled_after_seconds
         self.published = 0
-        self.redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True,
-                                                       health_check_interval=5,
-                                                       socket_connect_timeout=2,
-                                                       socket_timeout=5)
+        self.durable_replicas = durable_replicas
+        self.redis: aioredis.Redis = connect(url)
         self._commit = self.redis.register_script(_script("commit.lua"))
         self._view = self.redis.register_script(_script("view.lua"))
         self._subscribed = False
@@ -149,6 +175,8 @@ class RedisBroker(Broker):
             committed = await self._store(job, version, event, remember)
             if committed is None:
                 continue  # the job moved on meanwhile: recompute from its new state
+            if self.durable_replicas and event is not None:
+                await self._await_replicas()
             if event is not None:
                 self.published += 1
                 return Ack(job_id, committed, event.seq, ack.flush_at)
@@ -183,6 +211,15 @@ class RedisBroker(Broker):
         if not result[0]:
             return None
         return result[1] or None
+
+    async def _await_replicas(self) -> None:
+        """Durable mode: answer only once replicas hold the write, so an acknowledged
+        update survives a failover. Too few in time: 503, and the publisher retries (an
+        eventId makes the retry idempotent)."""
+        acked = await self.redis.execute_command("WAIT", self.durable_replicas, 1000)
+        if int(acked) < self.durable_replicas:
+            raise BrokerUnavailable(
+                f"stored, but {acked} of {self.durable_replicas} replicas confirmed; retry")
 
     async def _flush(self, job_id: str) -> None:
         try:
