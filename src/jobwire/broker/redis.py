@@ -162,6 +162,10 @@ class RedisBroker(Broker):
             elif flush:
                 event = book.flush(job_id, now)
                 ack = Ack(job_id, None, None)
+            elif job.pending is not None:
+                # Silent with an update still waiting: its instance is gone; deliver it.
+                event = book.flush(job_id, now)
+                ack = Ack(job_id, None, None)
             else:
                 stalled = book.stalled(now, self.stalled_after) if stall else []
                 event = stalled[0] if stalled else None
