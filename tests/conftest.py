@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -207,7 +208,8 @@ def start_redis(port: int | None = None, *args: str) -> RedisServer:
     port = port or free_port()
     process = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", *args], stdout=subprocess.DEVNULL)
+         "--appendonly", "no", "--dir", tempfile.gettempdir(), *args],
+        stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 3 * WAIT
     while time.monotonic() < deadline:
         try:
