@@ -193,7 +193,9 @@ async def test_health_ready_and_metrics(http, server):
 
 async def test_index_page_is_served(http):
     r = await http.get("/")
-    assert r.status_code == 200 and "/ws/jobs" in r.text
+    assert r.status_code == 200 and "dashboard.js" in r.text
+    js = await http.get("/static/jobwire.js")
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
 
 
 async def test_cors_is_closed_by_default_and_open_to_configured_origins(http, server):

@@ -51,7 +51,7 @@ def _serves(url: str) -> bool:
 
 
 async def test_every_transport_through_nginx(proxied, uid):
-    front, a, _ = proxied
+    front, _, _ = proxied
     user = f"{uid}-u"
     headers = front.headers(user)
     ws = await connect(front, front.token(user))

@@ -1,0 +1,258 @@
+// The live jobs dashboard: sign in with a token, then one row per job, updated live through
+// jobwire.js (shared by every tab of this origin). No framework; data only via textContent.
+import { connect, decodeToken } from "./jobwire.mjs";
+
+const KEY = "jobwire_token";
+const $ = (id) => document.getElementById(id);
+const rows = new Map();        // jobId → {tr, cells..., first, state}
+let client = null;
+let principal = null;
+
+// Debug and test hooks: every job event this page applied, in order, and the client.
+window.jobwireEvents = [];
+
+// ---------------------------------------------------------------- sign-in
+
+function takeTokenFromUrl() {
+  const url = new URL(location.href);
+  const token = url.searchParams.get("token");
+  if (token === null) return;
+  url.searchParams.delete("token");
+  history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  if (token.trim()) localStorage.setItem(KEY, token.trim());
+}
+
+function showSignIn(message) {
+  $("jobs-panel").hidden = true;
+  $("who").hidden = true;
+  $("signin-panel").hidden = false;
+  if (message) $("signin-message").textContent = message;
+  $("token").focus();
+}
+
+function signOut(message) {
+  if (client) client.close();
+  client = null;
+  localStorage.removeItem(KEY);
+  for (const row of rows.values()) row.tr.remove();
+  rows.clear();
+  window.jobwireEvents.length = 0;
+  setConnection("closed", null);
+  updateSummary();
+  showSignIn(message || "Signed out. Paste a token to sign in again.");
+}
+
+function start() {
+  const token = localStorage.getItem(KEY);
+  if (!token) return showSignIn();
+  const claims = decodeToken(token);
+  if (!claims || !claims.sub) {
+    localStorage.removeItem(KEY);
+    return showSignIn("That does not look like a jobwire token. Paste the whole token.");
+  }
+  principal = {userId: claims.sub, role: claims.role || "user"};
+  const admin = principal.role === "admin";
+  document.body.classList.toggle("admin", admin);
+  $("filters").hidden = !admin;
+  $("who-name").textContent = principal.userId;
+  $("who-role").textContent = principal.role;
+  $("who").hidden = false;
+  $("signin-panel").hidden = true;
+  $("jobs-panel").hidden = false;
+  $("jobs-title").textContent = admin ? "All jobs" : "Your jobs";
+
+  // A token callback: read again before expiry and after a refusal, so a fresh sign-in in
+  // another tab is picked up without reconnecting by hand.
+  client = connect({token: () => localStorage.getItem(KEY) || token});
+  window.jobwire = client;
+  client.on("update", (job) => {
+    window.jobwireEvents.push({jobId: job.jobId, seq: job.seq, id: job.id, status: job.status,
+                               type: job.eventType});
+    render(job);
+  });
+  client.on("state", ({state, transport}) => setConnection(state, transport));
+  client.on("transport", ({transport}) => setConnection(client.state, transport));
+  client.on("error", (err) => {
+    if (err.code === "unauthorized") {
+      signOut("Your token was refused or has expired. Sign in again.");
+    } else if (err.code === "forbidden" && !err.jobId) {
+      signOut("This token may not read job status.");
+    }
+  });
+}
+
+// ---------------------------------------------------------------- connection line
+
+const STATE_TEXT = {idle: "Starting", connecting: "Connecting", open: "Live",
+                    reconnecting: "Reconnecting…", unauthorized: "Signed out", closed: "Not connected"};
+const TRANSPORT_TEXT = {websocket: "WebSocket", sse: "Server-Sent Events",
+                        longpoll: "long-polling", poll: "polling"};
+
+function setConnection(state, transport) {
+  document.body.dataset.state = state;
+  document.body.dataset.transport = transport || "";
+  $("conn-state").textContent = STATE_TEXT[state] || state;
+  $("conn-transport").textContent = TRANSPORT_TEXT[transport] || "—";
+  $("conn-transport").dataset.transport = transport || "";
+}
+
+// ---------------------------------------------------------------- rows
+
+function cell(tr, cls, label) {
+  const td = document.createElement("td");
+  if (cls) td.className = cls;
+  td.dataset.label = label;
+  tr.append(td);
+  return td;
+}
+
+function createRow(jobId) {
+  const tr = document.createElement("tr");
+  tr.dataset.job = jobId;
+  const row = {tr};
+  row.job = cell(tr, "job", "Job");
+  row.job.textContent = jobId;
+  row.user = cell(tr, "user col-user", "User");
+  row.badge = document.createElement("span");
+  cell(tr, "status", "Status").append(row.badge);
+  const progress = cell(tr, "", "Progress");
+  const wrap = document.createElement("div");
+  wrap.className = "progress";
+  row.bar = document.createElement("div");
+  row.bar.className = "bar";
+  row.bar.setAttribute("role", "progressbar");
+  row.bar.setAttribute("aria-valuemin", "0");
+  row.bar.setAttribute("aria-valuemax", "100");
+  row.bar.setAttribute("aria-label", `Progress of ${jobId}`);
+  row.fill = document.createElement("span");
+  row.fill.className = "fill";
+  row.bar.append(row.fill);
+  row.pct = document.createElement("span");
+  row.pct.className = "pct num";
+  wrap.append(row.bar, row.pct);
+  progress.append(wrap);
+  row.op = cell(tr, "op", "Operation");
+  row.elapsed = cell(tr, "num elapsed", "Elapsed");
+  row.eta = cell(tr, "num eta", "ETA");
+  $("jobs").prepend(tr);
+  rows.set(jobId, row);
+  return row;
+}
+
+function render(job) {
+  const row = rows.get(job.jobId) || createRow(job.jobId);
+  const at = Date.parse(job.timestamp || job.lastUpdate) || Date.now();
+  // Elapsed counts from the job's first event when this page saw it (seq 1), else from the
+  // earliest one it saw (shown as "≥").
+  if (row.first === undefined || at < row.first) {
+    row.first = at;
+    row.exact = job.seq === 1;
+  }
+  row.state = job;
+  row.receivedAt = Date.now();
+  const status = job.stalled ? "stalled" : job.status;
+  row.tr.dataset.status = job.status;
+  row.user.textContent = job.userId || "";
+  row.badge.className = `badge ${status}`;
+  row.badge.textContent = status;
+  const pct = Math.max(0, Math.min(100, Number(job.progress) || 0));
+  row.bar.className = `bar ${job.status}`;
+  row.bar.setAttribute("aria-valuenow", String(Math.round(pct)));
+  row.fill.style.width = `${pct}%`;
+  row.pct.textContent = `${Math.round(pct)}%`;
+  row.op.textContent = operationText(job);
+  row.tr.classList.remove("flash");
+  void row.tr.offsetWidth;          // restart the highlight animation
+  row.tr.classList.add("flash");
+  tick(row);
+  applyFilter(row);
+  updateSummary();
+}
+
+function operationText(job) {
+  if (job.stalled) return `No update since ${new Date(job.lastUpdate).toLocaleTimeString()}`;
+  if (job.status === "failed" && job.error) {
+    const e = job.error;
+    return "Failed: " + (typeof e === "string" ? e : e.message || JSON.stringify(e));
+  }
+  if (job.status === "completed" && job.result && typeof job.result === "object") {
+    const parts = Object.entries(job.result).slice(0, 4).map(([k, v]) => `${k}: ${v}`);
+    return (job.currentOperation ? job.currentOperation + " — " : "Done — ") + parts.join(", ");
+  }
+  return job.currentOperation || (job.status === "queued" ? "Waiting for a worker" : "");
+}
+
+function duration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
+}
+
+function tick(row) {
+  const job = row.state;
+  const terminal = ["completed", "failed", "cancelled"].includes(job.status);
+  const end = terminal ? Date.parse(job.timestamp) || row.receivedAt : Date.now();
+  row.elapsed.textContent = (row.exact ? "" : "≥ ") + duration((end - row.first) / 1000);
+  if (job.status === "processing" && !job.stalled && job.etaSeconds != null) {
+    const left = job.etaSeconds - (Date.now() - row.receivedAt) / 1000;
+    row.eta.textContent = left <= 0 ? "any moment" : "~" + duration(left);
+  } else {
+    row.eta.textContent = terminal ? "—" : job.status === "queued" ? "not started" : "unknown";
+  }
+}
+
+setInterval(() => { for (const row of rows.values()) tick(row); }, 1000);
+
+// ---------------------------------------------------------------- filter and summary
+
+function matches(row) {
+  const text = $("filter-text").value.trim().toLowerCase();
+  const status = $("filter-status").value;
+  const job = row.state;
+  if (text && !job.jobId.toLowerCase().includes(text) &&
+      !(job.userId || "").toLowerCase().includes(text)) return false;
+  if (status === "active") return job.status === "queued" || job.status === "processing";
+  if (status === "failed") return job.status === "failed" || job.status === "cancelled";
+  if (status) return job.status === status;
+  return true;
+}
+
+function applyFilter(row) { row.tr.hidden = !matches(row); }
+
+function updateSummary() {
+  const all = Array.from(rows.values());
+  const shown = all.filter((r) => !r.tr.hidden).length;
+  const active = all.filter((r) => ["queued", "processing"].includes(r.state.status)).length;
+  $("empty").hidden = shown > 0;
+  $("empty").textContent = all.length ? "No job matches the filter."
+    : "No jobs yet. New jobs appear here as soon as they start.";
+  $("summary").textContent = all.length === 0 ? "" :
+    `${shown === all.length ? all.length : `${shown} of ${all.length}`} ` +
+    `job${all.length === 1 ? "" : "s"}, ${active} active`;
+}
+
+function refilter() {
+  for (const row of rows.values()) applyFilter(row);
+  updateSummary();
+}
+
+// ---------------------------------------------------------------- wiring
+
+$("signin").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const token = $("token").value.trim();
+  if (!token) return;
+  $("token").value = "";
+  localStorage.setItem(KEY, token);
+  start();
+});
+$("signout").addEventListener("click", () => signOut());
+$("filter-text").addEventListener("input", refilter);
+$("filter-status").addEventListener("change", refilter);
+$("filters").addEventListener("submit", (e) => e.preventDefault());
+
+takeTokenFromUrl();
+setConnection("idle", null);
+start();

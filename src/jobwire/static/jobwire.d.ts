@@ -1,0 +1,175 @@
+// Types for jobwire.js (classic script: globalThis.Jobwire) and jobwire.mjs (ES module).
+
+export type TransportName = "websocket" | "sse" | "longpoll" | "poll";
+export type JobStatus = "queued" | "processing" | "completed" | "failed" | "cancelled";
+export type ConnectionState =
+  | "idle" | "connecting" | "open" | "reconnecting" | "unauthorized" | "closed";
+
+/** A job's current state, as carried by its latest event (extra keys may appear). */
+export interface JobState {
+  type: "status_update" | "job_completed";
+  /** The event's cursor: ordered, opaque, never purely digits. */
+  id: string;
+  /** Per job: 1 for its first event, +1 per event. */
+  seq: number;
+  jobId: string;
+  userId: string;
+  status: JobStatus;
+  progress: number;
+  currentOperation: string | null;
+  timestamp: string;
+  workerId: string | null;
+  etaSeconds: number | null;
+  result?: unknown;
+  error?: unknown;
+  /** True after a `job_stalled` event, until the job's next update. */
+  stalled: boolean;
+  /** Set while stalled: the time of the last real update. */
+  lastUpdate?: string;
+  /** The type of the event that produced this state ("job_stalled" included). */
+  eventType: string;
+  [extra: string]: unknown;
+}
+
+export interface JobwireError {
+  code: string;
+  message?: string;
+  jobId?: string;
+  field?: string;
+  [extra: string]: unknown;
+}
+
+export interface TransportChange {
+  transport: TransportName;
+  previous: TransportName | null;
+  /** "start", "unavailable" (404), "failing" (repeated failures), "upgrade" (a probe succeeded),
+   *  "shared" (joined another tab's connection). */
+  reason: string;
+}
+
+export interface StateChange {
+  state: ConnectionState;
+  transport: TransportName | null;
+}
+
+export interface BackoffOptions {
+  /** First ceiling, ms (500). */
+  baseMs?: number;
+  /** Largest ceiling, ms (30000). */
+  capMs?: number;
+  /** Growth per attempt (2). */
+  factor?: number;
+}
+
+export type TokenSource = string | ((info: { force: boolean }) => string | Promise<string>);
+
+export interface ConnectOptions {
+  /** A token, or a function called for one at start, again before it expires, and after the
+   *  server refused one. With a plain string the client stops at "unauthorized" on expiry. */
+  token: TokenSource;
+  /** Follow these jobs only; default: every job the token may see. */
+  jobIds?: string[];
+  /** Server origin; default: the page's. */
+  url?: string;
+  /** Allowed transports in order of preference; default all four. */
+  transports?: TransportName[];
+  /** Share one connection between the tabs of this origin via a SharedWorker (default true;
+   *  without SharedWorker support the connection lives in the page). */
+  shared?: boolean;
+  /** The URL of jobwire.js, for the SharedWorker; found automatically. */
+  workerUrl?: string;
+  backoff?: BackoffOptions;
+  /** Abandon a transport after maxFailures (2) failures within windowMs (30000) while the server
+   *  answers /healthz; at once if the endpoint answers 404/405. */
+  fallback?: { maxFailures?: number; windowMs?: number };
+  /** How often to try the better transports again after a fallback (60000). */
+  probeIntervalMs?: number;
+  /** WebSocket application ping interval (20000). */
+  pingIntervalMs?: number;
+  /** Reconnect a WebSocket or SSE stream silent for this long (45000). */
+  idleTimeoutMs?: number;
+  /** Long-poll wait, seconds (25). */
+  longPollSeconds?: number;
+  /** Longest wait between regular polls, whatever Retry-After says (10000). */
+  pollMaxIntervalMs?: number;
+  /** After a resume, how long to wait for replayed events before applying the snapshot (300). */
+  resumeSettleMs?: number;
+}
+
+export interface JobwireEvents {
+  /** A job changed (an event or a snapshot state not seen before; duplicates are dropped). */
+  update: JobState;
+  /** A job reached completed, failed or cancelled. */
+  completed: JobState;
+  transport: TransportChange;
+  state: StateChange;
+  error: JobwireError;
+}
+
+export declare class JobwireClient {
+  constructor(options: ConnectOptions);
+  readonly state: ConnectionState;
+  readonly transport: TransportName | null;
+  /** True when the connection is the SharedWorker's, shared with other tabs. */
+  readonly shared: boolean;
+  /** From the token's claims (unverified). */
+  readonly principal: { userId: string | null; role: string } | null;
+  /** Current state of every job seen, by job id. */
+  readonly jobs: Map<string, JobState>;
+  /** Settles once the client has started (worker or in-page connection). */
+  readonly ready: Promise<void>;
+  on<K extends keyof JobwireEvents>(type: K, listener: (detail: JobwireEvents[K]) => void): () => void;
+  off<K extends keyof JobwireEvents>(type: K, listener: (detail: JobwireEvents[K]) => void): void;
+  /** Follow "all" jobs or these job ids (replaces the current choice; resumes from the cursor). */
+  subscribe(target: "all" | string[]): void;
+  close(): void;
+}
+
+export declare function connect(options: ConnectOptions): JobwireClient;
+
+/** Full-jitter exponential backoff: uniform in [0, min(capMs, baseMs * factor ** attempt)).
+ *  Pure; `random` defaults to Math.random. */
+export declare function backoffDelay(attempt: number, options?: BackoffOptions,
+                                     random?: () => number): number;
+
+export declare class Backoff {
+  constructor(options?: BackoffOptions, random?: () => number);
+  attempt: number;
+  /** The delay before the next attempt; counts a failure. */
+  next(): number;
+  /** After a success: start over from the first delay. */
+  reset(): void;
+}
+
+/** Order two event ids: -1, 0 or 1 (null first). */
+export declare function compareIds(a: string | null, b: string | null): -1 | 0 | 1;
+
+/** A JWT's claims, not verified; null if it is not a JWT. */
+export declare function decodeToken(token: string): Record<string, unknown> | null;
+
+export declare class JobStore {
+  jobs: Map<string, JobState>;
+  cursor: string | null;
+  apply(event: Record<string, unknown>): JobState | null;
+  advance(id: string | null): void;
+  get(jobId: string): JobState | undefined;
+  list(): JobState[];
+}
+
+export declare const TRANSPORTS: readonly TransportName[];
+export declare const DEFAULTS: Readonly<Required<Omit<ConnectOptions,
+  "token" | "jobIds" | "url" | "shared" | "workerUrl">>>;
+export declare const version: string;
+
+declare const Jobwire: {
+  version: string; TRANSPORTS: typeof TRANSPORTS; DEFAULTS: typeof DEFAULTS;
+  connect: typeof connect; JobwireClient: typeof JobwireClient; JobStore: typeof JobStore;
+  Backoff: typeof Backoff; backoffDelay: typeof backoffDelay; compareIds: typeof compareIds;
+  decodeToken: typeof decodeToken; scriptUrl: string | null;
+};
+export default Jobwire;
+
+declare global {
+  // Set by <script src="/static/jobwire.js">.
+  var Jobwire: typeof import("./jobwire.mjs").default;
+}
