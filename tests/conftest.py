@@ -65,6 +65,16 @@ class Server:
                 self.process.wait(5)
 
 
+_started: list[Any] = []  # every process the tests start, stopped at the end whatever happens
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_leftovers() -> Iterator[None]:
+    yield
+    for process in _started:
+        process.stop()
+
+
 def start_server(*, secret: str | None = None, port: int | None = None,
                  **settings: Any) -> Server:
     """Start `jobwire serve` with `settings` as JOBWIRE_* variables; wait until it serves.
@@ -77,6 +87,7 @@ def start_server(*, secret: str | None = None, port: int | None = None,
     process = subprocess.Popen([sys.executable, "-m", "jobwire.cli", "serve"], env=env)
     server = Server(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/jobs",
                     JwtAuth(secret=secret), process, env)
+    _started.append(server)
     deadline = time.monotonic() + 3 * WAIT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -216,7 +227,9 @@ def start_redis(port: int | None = None, *args: str) -> RedisServer:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                 s.sendall(b"PING\r\n")
                 if s.recv(64).startswith(b"+PONG"):
-                    return RedisServer(port, process)
+                    server = RedisServer(port, process)
+                    _started.append(server)
+                    return server
         except OSError:
             time.sleep(0.02)
     process.kill()

@@ -1,4 +1,4 @@
-"""The `jobwire` command: serve, demo, token, publish."""
+"""The `jobwire` command: serve, demo, token, publish, watch."""
 
 from __future__ import annotations
 
@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--token", help="publisher token [JOBWIRE_TOKEN; else minted from "
                                      "JOBWIRE_SECRET]")
     pub.set_defaults(func=cmd_publish)
+    from .watch import register as register_watch
+    register_watch(sub)
     return parser
 
 

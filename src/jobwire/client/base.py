@@ -1,0 +1,88 @@
+"""What every transport shares: the connection settings, the token source, and the mapping
+of HTTP answers and httpx errors onto the client's failure kinds."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .errors import ClientError, TransportFailure, Unauthorized, Unreachable, Unsupported
+
+TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
+JOB_EVENTS = frozenset({"status_update", "job_stalled", "job_completed"})
+
+
+@dataclass
+class Conn:
+    url: str  # the server's base URL, e.g. http://127.0.0.1:3000
+    token_source: TokenSource
+    job_ids: list[str] | None  # None: every job the principal may see
+    open_timeout: float = 10.0
+    idle_timeout: float = 45.0  # SSE: no byte (not even a heartbeat) for this long = dead
+    longpoll_timeout: float = 25.0
+    max_poll_interval: float = 30.0
+    client: httpx.AsyncClient | None = None  # set when the client starts
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self.client is None:
+            raise RuntimeError("the client is not started")
+        return self.client
+
+    def endpoint(self, path: str) -> str:
+        return self.url.rstrip("/") + path
+
+    @property
+    def refreshable(self) -> bool:
+        return callable(self.token_source)
+
+    async def token(self) -> str:
+        source = self.token_source
+        if not callable(source):
+            return source
+        value = source()
+        if inspect.isawaitable(value):
+            value = await value
+        return str(value)
+
+    async def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.token()}"}
+
+    def job_params(self) -> dict[str, str]:
+        return {} if self.job_ids is None else {"jobIds": ",".join(self.job_ids)}
+
+
+def is_job_event(msg: Any) -> bool:
+    return isinstance(msg, dict) and msg.get("type") in JOB_EVENTS and "id" in msg
+
+
+def check(response: httpx.Response) -> None:
+    """Raise the failure kind an HTTP answer means (200 and 304 pass)."""
+    status = response.status_code
+    if status in (200, 304):
+        return
+    if status == 401:
+        raise Unauthorized("HTTP 401")
+    if status in (404, 405):
+        raise Unsupported(f"HTTP {status}: endpoint not offered")
+    if status in (400, 403, 422):
+        raise ClientError(f"HTTP {status}: {_message(response)}")
+    raise TransportFailure(f"HTTP {status}")
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        error = response.json()["error"]
+        return f"{error['code']}: {error['message']}"
+    except Exception:
+        return response.text[:200]
+
+
+def http_failure(exc: httpx.HTTPError) -> TransportFailure:
+    if isinstance(exc, httpx.ConnectError):
+        return Unreachable(f"cannot connect: {exc}")
+    return TransportFailure(f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,73 @@
+"""Server-Sent Events transport, `/api/v2/jobs/stream`: resumes with `Last-Event-ID`; the
+first data is `subscribed` (after an `error` per refused job id), then job events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from .base import Conn, check, http_failure, is_job_event
+from .errors import ClientError, TransportFailure
+from .state import Tracker
+
+NAME = "sse"
+PATH = "/api/v2/jobs/stream"
+
+
+async def run(conn: Conn, tracker: Tracker) -> None:
+    headers = {**await conn.headers(), "Accept": "text/event-stream",
+               "Cache-Control": "no-cache"}
+    resume = tracker.cursor
+    if resume is not None:
+        headers["Last-Event-ID"] = resume
+    timeout = httpx.Timeout(conn.open_timeout, read=conn.idle_timeout)
+    try:
+        async with conn.http.stream("GET", conn.endpoint(PATH), headers=headers,
+                                    params=conn.job_params(), timeout=timeout) as response:
+            if response.status_code != 200:
+                await response.aread()
+                check(response)
+                raise TransportFailure(f"HTTP {response.status_code}")
+            await _session(response, tracker, resume)
+    except httpx.HTTPError as exc:
+        raise http_failure(exc) from exc
+    # The server ended it (token expired, too slow, shutting down): resume at once.
+    raise TransportFailure("stream ended", immediate=True, counts=False)
+
+
+async def _session(response: httpx.Response, tracker: Tracker, resume: str | None) -> None:
+    errors: list[dict[str, Any]] = []
+    subscribed = False
+    async for data in messages(response.aiter_lines()):
+        msg = orjson.loads(data)
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if is_job_event(msg):
+            await tracker.event(msg)
+        elif kind == "subscribed":
+            subscribed = True
+            expired = any(e.get("code") == "cursor_expired" for e in errors)
+            await tracker.subscribed(NAME, msg.get("jobs", []), msg.get("cursor"),
+                                     errors=errors, replay=resume is not None and not expired)
+        elif kind == "error" and not subscribed:
+            if msg.get("jobId") or msg.get("code") == "cursor_expired":
+                errors.append(msg)
+            else:
+                raise ClientError(f"stream refused: {msg.get('code')}: {msg.get('message')}")
+
+
+async def messages(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The `data` of each SSE message (`id:`, `retry:`, `event:` and comments are not
+    needed: every job event carries its id inside the JSON)."""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
+    # A message not ended by a blank line when the stream stops is incomplete: dropped.

@@ -1,0 +1,99 @@
+"""WebSocket transport, `/ws/jobs`: token in the handshake's Authorization header, one
+`subscribe` (resuming from the tracker's cursor), then events until the connection ends."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from .base import Conn, is_job_event
+from .errors import ClientError, TransportFailure, Unauthorized, Unreachable, Unsupported
+from .state import Tracker
+
+NAME = "websocket"
+FATAL_CLOSES = {1007: "invalid data", 1008: "policy violation", 1009: "message too big"}
+IMMEDIATE_CLOSES = {1001, 1012, 4000}  # going away, restarting, too slow: resume at once
+
+
+def ws_url(url: str) -> str:
+    base = url.rstrip("/")
+    if base.startswith("http"):
+        base = "ws" + base[4:]
+    return base + "/ws/jobs"
+
+
+async def run(conn: Conn, tracker: Tracker) -> None:
+    headers = await conn.headers()
+    try:
+        ws = await connect(ws_url(conn.url), additional_headers=headers,
+                           open_timeout=conn.open_timeout, close_timeout=2, max_size=2**24,
+                           user_agent_header="jobwire-client")
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        if status == 401:
+            raise Unauthorized("handshake refused with 401") from exc
+        if status in (200, 400, 403, 404, 405, 426):
+            raise Unsupported(f"WebSocket handshake refused with {status}") from exc
+        raise TransportFailure(f"WebSocket handshake refused with {status}") from exc
+    except OSError as exc:
+        raise Unreachable(f"cannot connect: {exc}") from exc
+    except (TimeoutError, InvalidHandshake) as exc:
+        raise TransportFailure(f"WebSocket handshake failed: {exc!r}") from exc
+    async with ws:
+        try:
+            await _session(ws, conn, tracker)
+        except ConnectionClosed as exc:
+            raise _closed(exc) from exc
+        raise TransportFailure("connection ended")
+
+
+async def _session(ws: ClientConnection, conn: Conn, tracker: Tracker) -> None:
+    request: dict[str, Any] = {"type": "subscribe"}
+    request.update({"all": True} if conn.job_ids is None else {"jobIds": conn.job_ids})
+    resume = tracker.cursor
+    if resume is not None:
+        request["lastEventId"] = resume
+    await ws.send(orjson.dumps(request).decode())
+    errors: list[dict[str, Any]] = []
+    subscribed = False
+    while True:
+        if subscribed:
+            raw = await ws.recv()
+        else:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), conn.open_timeout)
+            except TimeoutError:
+                raise TransportFailure("no answer to subscribe") from None
+        msg = orjson.loads(raw)
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if is_job_event(msg):
+            await tracker.event(msg)
+        elif kind == "subscribed":
+            subscribed = True
+            expired = any(e.get("code") == "cursor_expired" for e in errors)
+            await tracker.subscribed(NAME, msg.get("jobs", []), msg.get("cursor"),
+                                     errors=errors, replay=resume is not None and not expired)
+        elif kind == "error" and not subscribed:
+            if msg.get("jobId") or msg.get("code") == "cursor_expired":
+                errors.append(msg)
+            else:  # the whole subscribe was refused: retrying will not help
+                raise ClientError(f"subscribe refused: {msg.get('code')}: {msg.get('message')}")
+        # authenticated, heartbeat, pong and unknown types: nothing to do
+
+
+def _closed(exc: ConnectionClosed) -> Exception:
+    code = exc.rcvd.code if exc.rcvd is not None else 1006
+    reason = exc.rcvd.reason if exc.rcvd is not None else ""
+    if code == 4401:
+        return Unauthorized(f"closed 4401 {reason}")
+    if code in FATAL_CLOSES:
+        return ClientError(f"connection closed {code} ({FATAL_CLOSES[code]}): {reason}")
+    if code in IMMEDIATE_CLOSES:
+        return TransportFailure(f"closed {code} {reason}", immediate=True, counts=False)
+    if code == 4429:
+        return TransportFailure(f"closed {code} (rate limited)", counts=False)
+    return TransportFailure(f"closed {code} {reason}".strip())
