@@ -7,19 +7,28 @@ publishes R updates/s for D seconds over `POST /api/v2/jobs/status` batches, and
 every delivered event: receive wall time - the event's `timestamp` (the wall time its batch
 was sent). Prints a human summary, or one JSON object with `--json`.
 
+With `--instances N` above 1, it starts a private redis-server (loopback, free port, nothing
+saved) and N instances sharing it (same secret, `JOBWIRE_REDIS_URL`): client i connects to
+instance i % N and batch k is posted to instance k % N; (N-1)/N of the events are published
+on another instance than their client's. Server CPU and RSS are reported per instance and
+summed (the per-message CPU is over the sum), with the redis-server's own beside them.
+
 Workload: updates are spread over the users with several jobs each, so that every job gets at
 most ~2 updates/s, well under the server's default progress conflation limit (10 per job per
 second): the server runs with its default settings and every update should be delivered.
 
 Publishing is paced by an absolute schedule (a batch every 10 ms); if the sender falls behind,
 the overdue batches go out merged in one request, so per-job order is kept (one request at a
-time) and the average rate stays on target.
+time) and the average rate stays on target. With N instances, every job is pinned to one
+instance (job j of user u to instance (u + j) % N), and each instance has its own lane of that
+schedule with one request in flight: a batch every N * 10 ms, offset so that batch k goes to
+instance k % N. The instances are published to concurrently, and no job's updates overtake.
 
     .venv/bin/python benchmarks/ws_latency.py [--clients 100] [--rate 1000] [--duration 10]
-                                               [--json]
+                                               [--instances 1] [--json]
 
 Exit status: 0 when every expected event arrived and nothing was refused, 1 otherwise,
-2 when the server could not be started.
+2 when a server (or redis-server) could not be started.
 """
 
 from __future__ import annotations
@@ -27,8 +36,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import math
 import os
+import random
+import resource
 import secrets
 import shutil
 import socket
@@ -36,10 +48,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -58,6 +72,8 @@ CONNECT_TIMEOUT = 20.0  # all clients connected and subscribed
 POST_TIMEOUT = 10.0  # one batch request
 CLOSE_TIMEOUT = 5.0
 STOP_TIMEOUT = 10.0  # server shutdown after SIGTERM, before SIGKILL
+BENCH_SATURATED = 0.9  # share of a core above which the benchmark process is the bottleneck
+FD_MARGIN = 200  # open files besides one socket per client (HTTP, pipes, logs, Python)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 clock = time.perf_counter  # not loop.time(): uvloop's has millisecond resolution
 
@@ -65,10 +81,14 @@ clock = time.perf_counter  # not loop.time(): uvloop's has millisecond resolutio
 # --- server process ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports (all held at once while they are picked)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                 for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 def jobwire_command() -> list[str]:
@@ -81,28 +101,122 @@ def jobwire_command() -> list[str]:
     return [sys.executable, "-m", "jobwire.cli"]
 
 
-def start_server(port: int, secret: str, log: BinaryIO) -> subprocess.Popen[bytes]:
+@dataclass
+class Proc:
+    """A process we started (a `jobwire serve` instance or redis-server), with its output."""
+
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: BinaryIO
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+@dataclass
+class Cluster:
+    """The jobwire instances under test and, with more than one, the Redis they share."""
+
+    servers: list[Proc] = field(default_factory=list)
+    redis: Proc | None = None
+
+    @property
+    def procs(self) -> list[Proc]:
+        return [*self.servers, *([self.redis] if self.redis else [])]
+
+    def stop(self) -> None:
+        for p in self.procs:  # the instances first, then the Redis they use
+            stop_process(p.proc)
+
+
+def spawn(command: list[str], log: BinaryIO, env: dict[str, str] | None = None
+          ) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def start_server(port: int, secret: str, log: BinaryIO, redis_url: str | None = None
+                 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "JOBWIRE_SECRET": secret, "JOBWIRE_HOST": "127.0.0.1",
            "JOBWIRE_LOG_LEVEL": os.environ.get("JOBWIRE_LOG_LEVEL", "warning")}
-    return subprocess.Popen([*jobwire_command(), "serve", "--port", str(port)], env=env,
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    if redis_url:
+        env["JOBWIRE_REDIS_URL"] = redis_url
+    return spawn([*jobwire_command(), "serve", "--port", str(port)], log, env)
 
 
-def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def start_redis(port: int, workdir: str, log: BinaryIO) -> subprocess.Popen[bytes]:
+    """A private redis-server: loopback only, nothing saved (its dir is a temporary one)."""
+    return spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no", "--dir", workdir], log)
+
+
+def wait_ready(name: str, proc: subprocess.Popen[bytes], probe: Callable[[], bool],
+               what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with status {proc.returncode} at start-up")
+        if probe():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not {what} within {timeout:.0f} s")
+
+
+def wait_healthy(name: str, url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until `url` (/healthz, or /readyz once a Redis broker is subscribed) answers 200."""
     with httpx.Client(timeout=1.0) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with status {proc.returncode} at start-up")
+        def probe() -> bool:
             with contextlib.suppress(httpx.HTTPError):
-                if client.get(f"{base}/healthz").status_code == 200:
-                    return
-            time.sleep(0.05)
-    raise RuntimeError(f"server did not answer /healthz with 200 within {timeout:.0f} s")
+                return client.get(url).status_code == 200
+            return False
+
+        wait_ready(name, proc, probe, f"answer {urlsplit(url).path} with 200", timeout)
 
 
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server we started, by its PID: SIGTERM, then SIGKILL if it lingers."""
+def wait_redis(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    def probe() -> bool:
+        with contextlib.suppress(OSError), \
+                socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+        return False
+
+    wait_ready("redis-server", proc, probe, "answer PING", timeout)
+
+
+def start_cluster(cluster: Cluster, instances: int, secret: str,
+                  stack: contextlib.ExitStack) -> None:
+    """Into `cluster`: one jobwire instance with the in-process broker, or `instances` of them
+    sharing a private redis-server. Every process is stopped when `stack` closes (or by
+    Cluster.stop); their logs stay readable until then, even if one failed to start."""
+    stack.callback(cluster.stop)
+
+    def new_log() -> BinaryIO:
+        return stack.enter_context(tempfile.TemporaryFile())
+
+    ports = free_ports(instances + (instances > 1))
+    redis_url = None
+    if instances > 1:
+        port = ports.pop()
+        redis_url = f"redis://127.0.0.1:{port}/0"
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="ws_latency-redis-"))
+        log = new_log()
+        cluster.redis = Proc("redis-server", redis_url, start_redis(port, workdir, log), log)
+        wait_redis(port, cluster.redis.proc, START_TIMEOUT)
+    for i, port in enumerate(ports):  # start them all, then wait for each
+        log = new_log()
+        name = "server" if instances == 1 else f"instance {i}"
+        proc = start_server(port, secret, log, redis_url)
+        cluster.servers.append(Proc(name, f"http://127.0.0.1:{port}", proc, log))
+    for s in cluster.servers:
+        wait_healthy(s.name, s.url + ("/readyz" if redis_url else "/healthz"), s.proc,
+                     START_TIMEOUT)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process we started, by its PID: SIGTERM, then SIGKILL if it lingers."""
     if proc.poll() is not None:
         return
     proc.terminate()
@@ -160,6 +274,7 @@ class Stats:
     errors: list[Any] = field(default_factory=list)  # `error` messages received
     closed: list[str] = field(default_factory=list)  # connections closed under us
     other: int = 0  # messages of an unexpected type
+    resubscribed: int = 0  # subscribes answered `unavailable` (retry), sent again
     target: float = math.inf  # delivered count that ends the straggler wait
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -170,6 +285,7 @@ class Client:
         self.ws = ws
         self.stats = stats
         self.subscribed = asyncio.Event()
+        self.answered = asyncio.Event()  # `subscribed`, or `unavailable` to a subscribe
         self.seqs: dict[str, int] = {}
         self.task: asyncio.Task[None] | None = None
         self.closing = False  # set when we close it ourselves
@@ -200,8 +316,13 @@ class Client:
                     pass
                 elif kind == "subscribed":
                     self.subscribed.set()
+                    self.answered.set()
                 elif kind == "error":
-                    stats.errors.append(msg)
+                    if msg.get("code") == "unavailable" and not self.subscribed.is_set():
+                        stats.resubscribed += 1
+                        self.answered.set()
+                    else:
+                        stats.errors.append(msg)
                 else:
                     stats.other += 1
         except ConnectionClosed:
@@ -216,9 +337,16 @@ async def open_client(ws_url: str, user: str, token: str, stats: Stats) -> Clien
                        max_size=2**20, close_timeout=CLOSE_TIMEOUT)
     client = Client(user, ws, stats)
     client.task = asyncio.create_task(client.receive())
-    await ws.send(orjson.dumps({"type": "subscribe", "all": True}).decode())
-    await client.subscribed.wait()
-    return client
+    attempt = 0
+    while True:  # bounded by the caller's CONNECT_TIMEOUT
+        client.answered.clear()
+        await ws.send(orjson.dumps({"type": "subscribe", "all": True}).decode())
+        await client.answered.wait()
+        if client.subscribed.is_set():
+            return client
+        # A Redis broker that could not answer says `unavailable`: retry, as told, backing off.
+        attempt = min(attempt + 1, 5)
+        await asyncio.sleep(random.uniform(0.1, 0.3) * attempt)
 
 
 async def close_clients(clients: list[Client]) -> None:
@@ -261,30 +389,74 @@ def job_slots(users: list[str], jobs_per_user: int) -> list[tuple[str, str]]:
             for s in range(len(users) * jobs_per_user)]
 
 
-async def publish(http: httpx.AsyncClient, token: str, slots: list[tuple[str, str]],
-                  total: int, rate: float, out: PublishStats) -> None:
+@dataclass
+class Lane:
+    """The updates published through one instance: its own jobs, at its share of the rate,
+    one request in flight at a time."""
+
+    url: str
+    slots: list[tuple[str, str]]
+    total: int
+    rate: float
+    phase: float  # its ticks' offset, so that the lanes' batches alternate
+    sent: int = 0
+    batches: int = 0
+
+
+def make_lanes(urls: list[str], users: int, slots: list[tuple[str, str]], total: int,
+               rate: float) -> list[Lane]:
+    """Job j of user u is pinned to instance (u + j) % N, so every user has jobs on every
+    instance and no job is ever published through two instances: with one request in flight
+    per lane, every job's updates are committed in order. Client u is on instance u % N, so
+    (N-1)/N of the updates are published on another instance than their client's. Each lane
+    gets its jobs' share of the updates; its ticks come every N * TICK, offset by i * TICK,
+    so batch k goes to instance k % N."""
+    n = len(urls)
+    owned: list[list[tuple[str, str]]] = [[] for _ in urls]
+    for s, slot in enumerate(slots):
+        owned[(s % users + s // users) % n].append(slot)
+    shares = [0, *itertools.accumulate(len(o) for o in owned)]
+    cut = [round(total * c / len(slots)) for c in shares]  # the totals add up exactly
+    return [Lane(url, own, cut[i + 1] - cut[i], rate * len(own) / len(slots), i * TICK)
+            for i, (url, own) in enumerate(zip(urls, owned, strict=True))]
+
+
+async def publish(http: httpx.AsyncClient, token: str, lanes: list[Lane],
+                  out: PublishStats) -> None:
+    """All lanes at once, from one schedule origin (one lane, ticks every TICK, with N = 1)."""
+    out.started = clock()
+    async with asyncio.TaskGroup() as group:
+        for lane in lanes:
+            if lane.total:
+                group.create_task(publish_lane(http, token, lane, TICK * len(lanes), out))
+
+
+async def publish_lane(http: httpx.AsyncClient, token: str, lane: Lane, period: float,
+                       out: PublishStats) -> None:
+    """Paced by an absolute schedule: batch k at out.started + lane.phase + k * period."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    slots, total = lane.slots, lane.total
     nslots = len(slots)
     per_job_max = math.ceil(total / nslots)
     step = 100.0 / (per_job_max + 1)
     counts = [0] * nslots
-    per_tick = rate * TICK
+    per_tick = lane.rate * period
     dumps, now_utc = orjson.dumps, datetime.now
-    out.started = start = clock()
+    start = out.started + lane.phase
     k = 0
-    while out.sent < total:
+    while lane.sent < total:
         k += 1
-        delay = start + k * TICK - clock()
+        delay = start + k * period - clock()
         if delay > 0:
             await asyncio.sleep(delay)
         else:  # behind schedule: merge every overdue tick into this request
-            k = max(k, int((clock() - start) / TICK))
+            k = max(k, int((clock() - start) / period))
         due = min(total, round(k * per_tick))
-        while out.sent < due:
-            n = min(due - out.sent, MAX_BATCH)
+        while lane.sent < due:
+            n = min(due - lane.sent, MAX_BATCH)
             ts = now_utc(UTC).isoformat()
             batch = []
-            for g in range(out.sent, out.sent + n):
+            for g in range(lane.sent, lane.sent + n):
                 s = g % nslots
                 c = counts[s] = counts[s] + 1
                 job_id, user_id = slots[s]
@@ -292,16 +464,18 @@ async def publish(http: httpx.AsyncClient, token: str, slots: list[tuple[str, st
                               "progress": round(c * step, 4), "currentOperation": f"step {c}",
                               "timestamp": ts})
             out.last_sent = t0 = clock()
+            lane.sent += n
             out.sent += n
             out.batches += 1
-            await post_batch(http, headers, dumps(batch), n, out)
+            lane.batches += 1
+            await post_batch(http, lane.url, headers, dumps(batch), n, out)
             out.post_ms.append((clock() - t0) * 1000)
 
 
-async def post_batch(http: httpx.AsyncClient, headers: dict[str, str], body: bytes, n: int,
-                     out: PublishStats) -> None:
+async def post_batch(http: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes,
+                     n: int, out: PublishStats) -> None:
     try:
-        r = await http.post("/api/v2/jobs/status", content=body, headers=headers)
+        r = await http.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:
         out.http_errors += 1
         out.refused += n
@@ -332,7 +506,7 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
     return sorted_values[rank - 1]
 
 
-async def bench(args: argparse.Namespace, base: str, pid: int, secret: str) -> dict[str, Any]:
+async def bench(args: argparse.Namespace, cluster: Cluster, secret: str) -> dict[str, Any]:
     auth = JwtAuth(secret=secret)
     users = [f"u{i}" for i in range(args.clients)]
     total = round(args.rate * args.duration)
@@ -341,12 +515,17 @@ async def bench(args: argparse.Namespace, base: str, pid: int, secret: str) -> d
     slots = job_slots(users, jobs_per_user)
     stats = Stats()
     clients: list[Client] = []
-    ws_url = base.replace("http://", "ws://") + "/ws/jobs"
-    rss_start = rss_mib(pid)
+    servers, procs = cluster.servers, cluster.procs
+    n = len(servers)
+    ws_urls = [s.url.replace("http://", "ws://") + "/ws/jobs" for s in servers]
+    lanes = make_lanes([s.url + "/api/v2/jobs/status" for s in servers], len(users), slots, total,
+                        args.rate)
+    rss_start = [rss_mib(p.pid) for p in procs]
 
-    async def connect_all() -> None:
-        pending = [asyncio.create_task(open_client(ws_url, u, auth.mint(u, "user", ttl=3600),
-                                                   stats)) for u in users]
+    async def connect_all() -> None:  # client i on instance i % n
+        pending = [asyncio.create_task(open_client(ws_urls[i % n], u,
+                                                   auth.mint(u, "user", ttl=3600), stats))
+                   for i, u in enumerate(users)]
         try:
             for task in pending:
                 clients.append(await task)
@@ -357,19 +536,22 @@ async def bench(args: argparse.Namespace, base: str, pid: int, secret: str) -> d
             clients[:] = [c for c in done if isinstance(c, Client)]
 
     pub = PublishStats()
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    async with httpx.AsyncClient(base_url=base, timeout=POST_TIMEOUT, limits=limits) as http:
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)  # one per instance
+    async with httpx.AsyncClient(timeout=POST_TIMEOUT, limits=limits) as http:
         try:
             try:
                 await asyncio.wait_for(connect_all(), CONNECT_TIMEOUT)
             except TimeoutError:
+                seen = [orjson.dumps(e).decode()[:200] for e in stats.errors[:3]]
                 raise RuntimeError(f"only {len(clients)}/{len(users)} clients subscribed "
-                                   f"within {CONNECT_TIMEOUT:.0f} s") from None
+                                   f"within {CONNECT_TIMEOUT:.0f} s; {len(stats.errors)} "
+                                   f"error messages {seen}, {len(stats.closed)} connections "
+                                   f"closed {stats.closed[:3]}") from None
             extensions = clients[0].ws.response.headers.get("Sec-WebSocket-Extensions", "")
             ptoken = auth.mint("bench-publisher", "publisher", ttl=3600)
-            cpu0, wall0, own0 = cpu_seconds(pid), clock(), time.process_time()
+            cpu0, wall0, own0 = [cpu_seconds(p.pid) for p in procs], clock(), time.process_time()
             try:
-                await asyncio.wait_for(publish(http, ptoken, slots, total, args.rate, pub),
+                await asyncio.wait_for(publish(http, ptoken, lanes, pub),
                                        args.duration * 2 + 30)
             except TimeoutError:
                 pub.note("publishing did not finish in time: aborted")
@@ -379,24 +561,37 @@ async def bench(args: argparse.Namespace, base: str, pid: int, secret: str) -> d
                 stats.done.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stats.done.wait(), STRAGGLER_WAIT)
-            cpu1, wall1, own1 = cpu_seconds(pid), clock(), time.process_time()
-            rss_end = rss_mib(pid)
+            cpu1, wall1, own1 = [cpu_seconds(p.pid) for p in procs], clock(), time.process_time()
+            rss_end = [rss_mib(p.pid) for p in procs]
         finally:
             await close_clients(clients)
 
     elapsed = max(pub.last_sent - pub.started, 1e-9)
     achieved = pub.sent / elapsed
     lat = sorted(x * 1000 for x in stats.latencies)
-    cpu = cpu1 - cpu0
+    measured = wall1 - wall0
+    usage = [{"name": p.name, "pid": p.pid, "url": p.url, "cpuSeconds": round(c1 - c0, 3),
+              "cpuPercent": round(100 * (c1 - c0) / max(measured, 1e-9), 1),
+              "rssMiB": round(r1, 1), "rssStartMiB": round(r0, 1)}
+             for p, c0, c1, r0, r1 in zip(procs, cpu0, cpu1, rss_start, rss_end, strict=True)]
+    cpu = sum(c1 - c0 for c0, c1 in zip(cpu0[:n], cpu1[:n], strict=True))  # jobwire only
+    own = own1 - own0
     post_ms = sorted(pub.post_ms)
     warnings = []
     if achieved < 0.95 * args.rate:
         warnings.append(f"achieved publish rate {achieved:.0f}/s is below 95 % of the "
                         f"target {args.rate:g}/s: the generator or the server is the bottleneck")
+    if own > BENCH_SATURATED * measured:
+        warnings.append(f"the benchmark process (generator and all clients) used "
+                        f"{100 * own / measured:.0f} % of a core: it is likely the bottleneck, "
+                        "and its own queueing is part of the latencies")
     lost = max(0, expected - stats.delivered)
     if lost or pub.refused or pub.http_errors:
         warnings.append(f"{lost} events lost, {pub.refused} updates refused, "
                         f"{pub.http_errors} batch requests failed")
+    if stats.resubscribed:
+        warnings.append(f"{stats.resubscribed} subscribes were answered `unavailable` (the "
+                        "broker could not answer) and sent again before the run")
     if pub.conflated:
         warnings.append(f"{pub.conflated} updates were conflated by the server (held back)")
     if stats.gaps or stats.duplicates or stats.foreign or stats.closed or stats.errors:
@@ -407,7 +602,10 @@ async def bench(args: argparse.Namespace, base: str, pid: int, secret: str) -> d
     def ms(v: float | None) -> float | None:
         return None if v is None else round(v, 3)
 
-    return {
+    def us_per_message(cpu_seconds: float) -> float | None:
+        return round(cpu_seconds * 1e6 / stats.delivered, 1) if stats.delivered else None
+
+    result = {
         "clients": args.clients,
         "subscribed": len(clients),
         "jobs": len(slots),
@@ -435,19 +633,27 @@ async def bench(args: argparse.Namespace, base: str, pid: int, secret: str) -> d
         "errorMessages": stats.errors[:5],
         "connectionsClosed": stats.closed[:5],
         "otherMessages": stats.other,
+        "subscribeRetries": stats.resubscribed,
         "latencyMs": {"p50": ms(percentile(lat, 50)), "p95": ms(percentile(lat, 95)),
                       "p99": ms(percentile(lat, 99)), "max": ms(lat[-1] if lat else None),
                       "min": ms(lat[0] if lat else None), "n": len(lat)},
         "serverCpuSeconds": round(cpu, 3),
-        "measuredSeconds": round(wall1 - wall0, 3),
-        "serverCpuUsPerMessage": round(cpu * 1e6 / stats.delivered, 1) if stats.delivered
-        else None,
-        "serverRssMiB": round(rss_end, 1),
-        "serverRssStartMiB": round(rss_start, 1),
-        "benchCpuSeconds": round(own1 - own0, 3),
+        "measuredSeconds": round(measured, 3),
+        "serverCpuUsPerMessage": us_per_message(cpu),
+        "serverRssMiB": round(sum(rss_end[:n]), 1),
+        "serverRssStartMiB": round(sum(rss_start[:n]), 1),
+        "benchCpuSeconds": round(own, 3),
         "problems": pub.samples,
         "warnings": warnings,
     }
+    if n > 1:  # sums above, per process here
+        result["instances"] = [{**u, "clients": len(range(i, args.clients, n)),
+                                "jobs": len(lane.slots), "updates": lane.sent,
+                                "batches": lane.batches}
+                               for i, (u, lane) in enumerate(zip(usage, lanes, strict=False))]
+        result["redis"] = usage[n]
+        result["cpuUsPerMessageWithRedis"] = us_per_message(cpu + cpu1[n] - cpu0[n])
+    return result
 
 
 def human(r: dict[str, Any]) -> str:
@@ -456,10 +662,16 @@ def human(r: dict[str, Any]) -> str:
     def f(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
+    instances = r.get("instances", [])
+    if instances:
+        server = (f"  servers     {len(instances)} instances sharing redis-server pid "
+                  f"{r['redis']['pid']} on {r['redis']['url']}")
+        summed = f"; sum of {len(instances)} instances"
+    else:
+        server, summed = f"  server      pid {r['serverPid']} on {r['url']}", ""
     lines = [
         "jobwire WebSocket latency benchmark",
-        f"  server      pid {r['serverPid']} on {r['url']}, conflation limit "
-        f"{r['conflation']} updates/s per job; permessage-deflate: "
+        f"{server}, conflation limit {r['conflation']} updates/s per job; permessage-deflate: "
         f"{'yes' if 'permessage-deflate' in r['wsExtensions'] else 'no'}",
         f"  workload    {r['clients']} clients (users u0..u{r['clients'] - 1}, one each, "
         f"subscribe all), {r['subscribed']} subscribed; {r['jobs']} jobs "
@@ -478,9 +690,22 @@ def human(r: dict[str, Any]) -> str:
         f"max {f(lat['max'])}  (min {f(lat['min'])}, n={lat['n']})",
         f"  server CPU  {r['serverCpuSeconds']:.2f} s over {r['measuredSeconds']:.2f} s "
         f"({100 * r['serverCpuSeconds'] / max(r['measuredSeconds'], 1e-9):.0f} % of a core), "
-        f"{r['serverCpuUsPerMessage'] or 0:.0f} µs per delivered message",
+        f"{r['serverCpuUsPerMessage'] or 0:.0f} µs per delivered message{summed}",
         f"  server RSS  {r['serverRssMiB']:.1f} MiB at the end "
-        f"({r['serverRssStartMiB']:.1f} MiB before the clients connected)",
+        f"({r['serverRssStartMiB']:.1f} MiB before the clients connected){summed}",
+    ]
+    lines += [f"  {u['name']:<10}  pid {u['pid']} on {u['url']}: {u['clients']} clients; "
+              f"publishes for {u['jobs']} jobs, {u['updates']} updates in {u['batches']} "
+              f"batches; CPU {u['cpuSeconds']:.2f} s ({u['cpuPercent']:.0f} % "
+              f"of a core), RSS {u['rssMiB']:.1f} MiB ({u['rssStartMiB']:.1f} before)"
+              for u in instances]
+    if instances:
+        redis = r["redis"]
+        lines.append(f"  redis       pid {redis['pid']}: CPU {redis['cpuSeconds']:.2f} s "
+                     f"({redis['cpuPercent']:.0f} % of a core), RSS {redis['rssMiB']:.1f} MiB; "
+                     f"jobwire + Redis: {r['cpuUsPerMessageWithRedis'] or 0:.0f} µs per "
+                     "delivered message")
+    lines += [
         f"  bench CPU   {r['benchCpuSeconds']:.2f} s (generator and all clients, one process)",
     ]
     lines += [f"  problem     {p}" for p in r["problems"]]
@@ -498,11 +723,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=100, help="WebSocket clients (default 100)")
     p.add_argument("--rate", type=float, default=1000, help="updates/s (default 1000)")
     p.add_argument("--duration", type=float, default=10, help="seconds (default 10)")
+    p.add_argument("--instances", type=int, default=1,
+                   help="jobwire instances; above 1 they share a private redis-server "
+                        "(default 1: one instance, in-process broker)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
-    if args.clients < 1 or args.rate <= 0 or args.duration <= 0:
-        p.error("--clients, --rate and --duration must be positive")
+    if args.clients < 1 or args.rate <= 0 or args.duration <= 0 or args.instances < 1:
+        p.error("--clients, --rate, --duration and --instances must be positive")
+    if args.instances > 1 and not shutil.which("redis-server"):
+        p.error("--instances above 1 needs redis-server on the PATH")
+    problem = raise_open_file_limit(args.clients + FD_MARGIN)
+    if problem:
+        p.error(problem)
     return args
+
+
+def raise_open_file_limit(need: int) -> str | None:
+    """This process holds one socket per client (the instances, which inherit the limit,
+    hold their share): raise the soft limit if needed, or say why it cannot be."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return None
+    if hard != resource.RLIM_INFINITY and need > hard:
+        return f"about {need} open files are needed, and the limit is {hard}: use fewer clients"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    return None
 
 
 def run(coro: Any) -> Any:
@@ -513,28 +758,41 @@ def run(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
+def logs(procs: list[Proc], everything: bool = False) -> tuple[int, str]:
+    """Error-looking lines over the processes' logs, and the last lines: of the one process,
+    or, labelled, of each that logged errors (of each, with `everything`)."""
+    tails = [(p.name, *log_tail(p.log)) for p in procs]
+    errors = sum(e for _, e, _ in tails)
+    if len(tails) == 1:
+        return errors, tails[0][2]
+    return errors, "\n".join(f"[{name}]\n{tail}" for name, e, tail in tails
+                             if tail and (e or everything))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    port, secret = free_port(), secrets.token_urlsafe(32)
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        proc = start_server(port, secret, log)
+    secret = secrets.token_urlsafe(32)
+    with contextlib.ExitStack() as stack:
+        cluster = Cluster()
         try:
-            try:
-                wait_healthy(base, proc, START_TIMEOUT)
-            except RuntimeError as exc:
-                print(f"ws_latency: {exc}\n{log_tail(log)[1]}", file=sys.stderr)
-                return 2
+            start_cluster(cluster, args.instances, secret, stack)
+        except RuntimeError as exc:
+            print(f"ws_latency: {exc}\n{logs(cluster.procs, everything=True)[1]}",
+                  file=sys.stderr)
+            return 2
+        try:
             overall = args.duration * 3 + START_TIMEOUT + CONNECT_TIMEOUT + 60
-            result = run(asyncio.wait_for(bench(args, base, proc.pid, secret), overall))
-            result.update(serverPid=proc.pid, url=base,
+            result = run(asyncio.wait_for(bench(args, cluster, secret), overall))
+            result.update(serverPid=cluster.servers[0].pid, url=cluster.servers[0].url,
                           conflation=os.environ.get("JOBWIRE_MAX_UPDATES_PER_JOB_PER_SECOND",
                                                     "10"))
-            if proc.poll() is not None:
-                result["warnings"].append(f"server exited with status {proc.returncode}")
+            for p in cluster.procs:
+                if p.proc.poll() is not None:
+                    result["warnings"].append(f"{p.name} exited with status "
+                                              f"{p.proc.returncode}")
         finally:
-            stop_server(proc)
-        result["serverLogErrors"], result["serverLogTail"] = log_tail(log)
+            cluster.stop()
+        result["serverLogErrors"], result["serverLogTail"] = logs(cluster.procs)
         if result["serverLogErrors"]:
             result["warnings"].append(f"{result['serverLogErrors']} error lines in the "
                                       "server log")
