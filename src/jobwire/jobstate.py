@@ -14,13 +14,20 @@ from .protocol import Status
 
 
 class DeferredIds:
-    """An id source for JobBook when the broker assigns ids at commit: every event gets the
-    placeholder position, replaced by the real one once the broker has stored it."""
+    """An id source for JobBook when the broker assigns ids at commit: events get
+    placeholder positions `0-1`, `0-2`, … (below every real id), each replaced by the real
+    one once the broker has stored the event."""
 
-    last: Position = START
+    def __init__(self) -> None:
+        self.last: Position = START
 
     def next(self, now_ms: int) -> Position:
-        return START
+        self.last = (0, self.last[1] + 1)
+        return self.last
+
+
+def is_placeholder(event_id: str) -> bool:
+    return event_id.startswith("0-")
 
 
 def job_to_state(job: Job) -> dict[str, Any]:

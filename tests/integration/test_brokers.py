@@ -137,3 +137,32 @@ async def test_redis_down_means_unavailable(redis_url):
             await broker.publish(upd(status="queued"))
     finally:
         await broker.stop()
+
+
+async def test_a_batch_touching_one_job_many_times(broker):
+    from jobwire.errors import JobFinished
+
+    results = await broker.publish_many([
+        upd(status="queued", eventId="q"),
+        upd(status="processing", progress=10),
+        upd(status="processing", progress=10),  # a duplicate of the one just before
+        upd(user="mallory", status="processing", progress=20),  # refused, changes nothing
+        upd(status="completed"),
+        upd(status="queued", eventId="q"),  # a retry: the first event, even after the end
+        upd(status="processing", progress=50),  # after the end: refused
+        upd(job="other", status="queued"),
+    ])
+    assert [r.seq if not isinstance(r, Exception) else type(r) for r in results] == [
+        1, 2, 2, OwnerMismatch, 3, 1, JobFinished, 1]
+    assert results[2].id == results[1].id and results[5].id == results[0].id
+    seen = await wait_seen(broker, 4)
+    assert [(e.job_id, e.seq) for e in seen] == [("j", 1), ("j", 2), ("j", 3), ("other", 1)]
+    assert [e.id for e in seen[:3]] == [results[0].id, results[1].id, results[4].id]
+
+
+async def test_duplicates_in_a_batch_of_several_new_jobs_get_their_own_ids(broker):
+    results = await broker.publish_many([
+        upd(job="a", status="queued"), upd(job="b", status="queued"),
+        upd(job="a", status="queued"), upd(job="b", status="queued")])
+    assert results[2].id == results[0].id and results[3].id == results[1].id
+    assert results[0].id != results[1].id

@@ -27,10 +27,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..cursor import START, Position, format_id, parse_id
-from ..errors import BrokerUnavailable, CursorExpired
+from ..errors import BrokerUnavailable, CursorExpired, JobwireError
 from ..events import JOB_COMPLETED, Event
 from ..jobs import Ack, Job, JobBook
-from ..jobstate import DeferredIds, event_from, job_from_state, job_to_state
+from ..jobstate import DeferredIds, event_from, is_placeholder, job_from_state, job_to_state
 from ..protocol import JobUpdate, Status, now_iso
 from .base import Broker, Scope, View
 
@@ -38,6 +38,7 @@ log = logging.getLogger("jobwire.redis")
 
 CHANNELS = ("job_status_updates", "job_progress_updates", "job_completion_updates")
 COMMIT_ATTEMPTS = 50
+MAX_CONNECTIONS = 64  # per instance, the subscriber's included
 SWEEP_SECONDS = 1.0
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -50,7 +51,11 @@ def connect(url: str) -> aioredis.Redis:
     options: dict[str, Any] = dict(decode_responses=True, health_check_interval=5,
                                    socket_connect_timeout=2, socket_timeout=5)
     if not url.startswith("redis+sentinel://"):
-        return aioredis.from_url(url, **options)
+        # A bounded pool that makes callers wait for a connection: a burst of thousands of
+        # subscribes must queue, not open thousands of connections at once.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=10, **options)
+        return aioredis.Redis.from_pool(pool)
     parts = urlsplit(url)
     hosts = parts.netloc.rsplit("@", 1)[-1]
     sentinels = []
@@ -131,68 +136,138 @@ class RedisBroker(Broker):
     # --- publishing -----------------------------------------------------------------------
 
     async def publish(self, update: JobUpdate) -> Ack:
+        (result,) = await self.publish_many([update])
+        if isinstance(result, JobwireError):
+            raise result
+        return result
+
+    async def publish_many(self, updates: Sequence[JobUpdate]) -> list[Ack | JobwireError]:
         try:
-            return await self._transact(update.jobId, update=update)
+            return await self._publish_batch(list(updates))
         except _UNREACHABLE as exc:
             raise BrokerUnavailable("the broker is unreachable; retry") from exc
 
-    async def _transact(self, job_id: str, *, update: JobUpdate | None = None,
-                        flush: bool = False, stall: bool = False) -> Ack:
-        """Read the job, apply one change with the pure state machine, commit if unchanged."""
+    async def _publish_batch(self, updates: list[JobUpdate]) -> list[Ack | JobwireError]:
+        """A batch in two round trips: read every job it touches, apply the updates in order
+        with the pure state machine, then commit them all in one pipeline. A job that moved
+        meanwhile (another instance) fails its commits and its updates are recomputed."""
+        results: list[Ack | JobwireError | None] = [None] * len(updates)
+        todo = list(range(len(updates)))
+        for _ in range(COMMIT_ATTEMPTS):
+            if not todo:
+                break
+            books = await self._read_jobs(updates, todo)
+            now = time.time()
+            planned: list[tuple[int, Ack, Event | None, Event | None, Any]] = []
+            for i in todo:
+                update = updates[i]
+                version, book, bumps = books[update.jobId]
+                before = set(book.jobs[update.jobId].event_ids) if update.jobId in book.jobs \
+                    else set()
+                try:
+                    ack, event = book.accept(update, now, update.timestamp or now_iso())
+                except JobwireError as exc:
+                    results[i] = exc
+                    continue
+                job = book.jobs[update.jobId]
+                remember = [e for e in job.event_ids if e not in before]
+                expected = str(int(version) + bumps) if version else ("" if not bumps
+                                                                      else str(bumps))
+                books[update.jobId] = (version, book, bumps + 1)
+                planned.append((i, ack, event, job.event,
+                                self._commit_call(job, expected, event, remember)))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for *_, call in planned:
+                    keys, args = call
+                    await self._commit(keys=keys, args=args, client=pipe)
+                replies = await pipe.execute()
+            failed: set[str] = set()
+            real: dict[tuple[str, str], str] = {}  # (job, placeholder id) -> the real id
+            retry = []
+            for (i, ack, event, _, _), reply in zip(planned, replies, strict=True):
+                job_id = updates[i].jobId
+                if job_id in failed or not reply[0]:
+                    failed.add(job_id)
+                    retry.append(i)
+                    continue
+                if event is not None:
+                    real[job_id, event.id] = reply[1]
+                    self.published += 1
+                    results[i] = Ack(job_id, reply[1], event.seq)
+                    continue
+                if ack.id is not None and is_placeholder(ack.id):
+                    ack = Ack(job_id, real[job_id, ack.id], ack.seq)  # an event of this batch
+                results[i] = ack
+                if ack.flush_at is not None:
+                    self._schedule_flush(job_id, ack.flush_at - now)
+            if self.durable_replicas and real:
+                await self._await_replicas()
+            todo = retry
+        for i in todo:
+            results[i] = BrokerUnavailable(f"job {updates[i].jobId} is too contended; retry")
+        return [r for r in results if r is not None]
+
+    async def _read_jobs(self, updates: list[JobUpdate], todo: list[int]
+                         ) -> dict[str, tuple[str | None, JobBook, int]]:
+        """One pipeline: the state of every job in `todo`, and the eventIds they name."""
+        job_ids = list(dict.fromkeys(updates[i].jobId for i in todo))
+        named = [(updates[i].jobId, updates[i].eventId) for i in todo if updates[i].eventId]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self._job(job_id), "v", "s", "id")
+            for job_id, event_id in named:
+                pipe.hget(f"{self._job(job_id)}:eids", event_id)
+            replies = await pipe.execute()
+        books: dict[str, tuple[str | None, JobBook, int]] = {}
+        for job_id, (version, state, latest) in zip(job_ids, replies, strict=False):
+            book = self._book()
+            if state is not None:
+                book.jobs[job_id] = job_from_state(job_id, orjson.loads(state), latest)
+            books[job_id] = (version, book, 0)
+        for (job_id, event_id), known in zip(named, replies[len(job_ids):], strict=True):
+            job = books[job_id][1].jobs.get(job_id)
+            if known is not None and job is not None:
+                eid, seq = known.split(" ")
+                job.event_ids[event_id] = (eid, int(seq))
+        return books
+
+    def _book(self) -> JobBook:
+        return JobBook(max_updates_per_second=self.rate,
+                       clock=DeferredIds())  # type: ignore[arg-type]
+
+    def _schedule_flush(self, job_id: str, delay: float) -> None:
+        asyncio.get_running_loop().call_later(
+            max(0.0, delay), lambda: asyncio.ensure_future(self._flush(job_id)))
+
+    async def _transact(self, job_id: str, *, stall: bool = False) -> None:
+        """Deliver a job's waiting conflated update or, with `stall`, report it stalled:
+        read, apply, commit if unchanged, as a publish does."""
         for _ in range(COMMIT_ATTEMPTS):
             version, state, latest = await self.redis.hmget(self._job(job_id), "v", "s", "id")
-            book = JobBook(max_updates_per_second=self.rate, clock=DeferredIds())  # type: ignore[arg-type]
-            job: Job | None = None
-            loaded = False
-            if state is not None:
-                job = job_from_state(job_id, orjson.loads(state), latest)
-                if update is not None and update.eventId is not None:
-                    known = await self.redis.hget(f"{self._job(job_id)}:eids", update.eventId)
-                    if known is not None:
-                        eid, seq = known.split(" ")
-                        job.event_ids[update.eventId] = (eid, int(seq))
-                        loaded = True
-                book.jobs[job_id] = job
+            if state is None:
+                return
+            book = self._book()
+            job = book.jobs[job_id] = job_from_state(job_id, orjson.loads(state), latest)
             now = time.time()
-            event: Event | None = None
-            if update is not None:
-                ack, event = book.accept(update, now, update.timestamp or now_iso())
-            elif job is None:
-                return Ack(job_id, None, None)
-            elif flush:
+            if job.pending is not None:
+                # A waiting update; on a stall sweep, one whose instance is gone.
                 event = book.flush(job_id, now)
-                ack = Ack(job_id, None, None)
-            elif job.pending is not None:
-                # Silent with an update still waiting: its instance is gone; deliver it.
-                event = book.flush(job_id, now)
-                ack = Ack(job_id, None, None)
             else:
                 stalled = book.stalled(now, self.stalled_after) if stall else []
                 event = stalled[0] if stalled else None
-                ack = Ack(job_id, None, None)
-                if event is None:
-                    return ack
-            job = book.jobs[job_id]
-            # eventIds learnt in this change (the one read from Redis is already stored).
-            remember = [eid for eid in job.event_ids
-                        if not (loaded and update is not None and eid == update.eventId)]
-            committed = await self._store(job, version, event, remember)
-            if committed is None:
-                continue  # the job moved on meanwhile: recompute from its new state
-            if self.durable_replicas and event is not None:
-                await self._await_replicas()
-            if event is not None:
+            if event is None:
+                return
+            remember = [e for e, (i, _) in job.event_ids.items() if is_placeholder(i)]
+            keys, args = self._commit_call(job, version or "", event, remember)
+            reply = await self._commit(keys=keys, args=args)
+            if reply[0]:
                 self.published += 1
-                return Ack(job_id, committed, event.seq, ack.flush_at)
-            if ack.flush_at is not None:
-                asyncio.get_running_loop().call_later(
-                    max(0.0, ack.flush_at - now),
-                    lambda: asyncio.ensure_future(self._flush(job_id)))
-            return ack
-        raise BrokerUnavailable(f"job {job_id} is too contended; retry")
+                return
+        log.warning("job %s is too contended to deliver its waiting update", job_id)
 
-    async def _store(self, job: Job, version: str | None, event: Event | None,
-                     remember: list[str]) -> str | None:
+    def _commit_call(self, job: Job, expected: str, event: Event | None,
+                     remember: list[str]) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of commit.lua for `job`'s new state (and event)."""
         status: Status = job.fields["status"]
         event_json = b""
         channel = self.channels[1]
@@ -201,20 +276,16 @@ class RedisBroker(Broker):
             event_json = orjson.dumps(payload)
             channel = (self.channels[2] if payload["type"] == JOB_COMPLETED
                        else self.channels[1] if event.progress_only else self.channels[0])
-        processing = (status is Status.PROCESSING and not job.stalled)
-        result = await self._commit(
-            keys=[self._job(job.job_id), self._global_stream, self._user_stream(job.user_id),
-                  f"{self._job(job.job_id)}:eids", f"{self.prefix}jobs:u:{job.user_id}",
-                  f"{self.prefix}jobs:all", f"{self.prefix}processing"],
-            args=[version or "", orjson.dumps(job_to_state(job)), event_json, channel,
-                  self.history_size, self.global_history_size, job.job_id,
-                  repr(job.last_update_at) if processing else "",
-                  int(self.ttl) if status.terminal else "",
-                  "1" if event is not None and event.progress_only else "0", job.seq,
-                  *remember])
-        if not result[0]:
-            return None
-        return result[1] or None
+        processing = status is Status.PROCESSING and not job.stalled
+        keys = [self._job(job.job_id), self._global_stream, self._user_stream(job.user_id),
+                f"{self._job(job.job_id)}:eids", f"{self.prefix}jobs:u:{job.user_id}",
+                f"{self.prefix}jobs:all", f"{self.prefix}processing"]
+        args = [expected, orjson.dumps(job_to_state(job)), event_json, channel,
+                self.history_size, self.global_history_size, job.job_id,
+                repr(job.last_update_at) if processing else "",
+                int(self.ttl) if status.terminal else "",
+                "1" if event is not None and event.progress_only else "0", job.seq, *remember]
+        return keys, args
 
     async def _await_replicas(self) -> None:
         """Durable mode: answer only once replicas hold the write, so an acknowledged
@@ -227,7 +298,7 @@ class RedisBroker(Broker):
 
     async def _flush(self, job_id: str) -> None:
         try:
-            await self._transact(job_id, flush=True)
+            await self._transact(job_id)
         except (RedisError, OSError, BrokerUnavailable):
             log.warning("could not deliver the conflated update of job %s", job_id)
 
