@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""End-to-end WebSocket latency benchmark for jobwire.
+"""End-to-end WebSocket, SSE or long-polling latency benchmark for jobwire.
 
 Starts its own `jobwire serve` on a free port (random secret, in-process broker), connects N
-WebSocket clients (users u0..u{N-1}, each subscribed `all: true` with its own user token),
-publishes R updates/s for D seconds over `POST /api/v2/jobs/status` batches, and measures for
-every delivered event: receive wall time - the event's `timestamp` (the wall time its batch
-was sent). Prints a human summary, or one JSON object with `--json`.
+clients (users u0..u{N-1}, each following all its jobs with its own user token), publishes
+R updates/s for D seconds over `POST /api/v2/jobs/status` batches, and measures for every
+delivered event: receive wall time - the event's `timestamp` (the wall time its batch was
+sent). Prints a human summary, or one JSON object with `--json`.
+
+`--transport` picks the clients' kind, each one connection (the accounting is the same):
+`websocket` (default; `GET /ws/jobs`, then `subscribe` `all: true`), `sse` (one
+`GET /api/v2/jobs/stream` each, without `jobIds`) or `longpoll` (`GET /api/v2/jobs/poll` for a
+cursor, then `?last_seen=<cursor>&timeout=25` in a loop, each from the last answer's cursor; a
+failed poll is retried from the same cursor, and reported).
 
 With `--instances N` above 1, it starts a private redis-server (loopback, free port, nothing
 saved) and N instances sharing it (same secret, `JOBWIRE_REDIS_URL`): client i connects to
@@ -26,6 +32,7 @@ instance k % N. The instances are published to concurrently, and no job's update
 
     .venv/bin/python benchmarks/ws_latency.py [--clients 100] [--rate 1000] [--duration 10]
                                                [--instances 1] [--json]
+                                               [--transport websocket|sse|longpoll]
 
 Exit status: 0 when every expected event arrived and nothing was refused, 1 otherwise,
 2 when a server (or redis-server) could not be started.
@@ -36,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import math
 import os
@@ -44,6 +52,7 @@ import resource
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -57,6 +66,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+from httpx_sse import EventSource
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -71,10 +81,20 @@ START_TIMEOUT = 20.0  # server start-up (healthz answering 200)
 CONNECT_TIMEOUT = 20.0  # all clients connected and subscribed
 POST_TIMEOUT = 10.0  # one batch request
 CLOSE_TIMEOUT = 5.0
+STREAM_READ_TIMEOUT = 60.0  # an SSE stream silent this long failed (heartbeats every 15 s)
+LONGPOLL_WAIT = 25  # the `timeout` of each long-poll, seconds
+MAX_POLL_FAILURES = 5  # consecutive failed long-polls after which a client gives up
+SSE_PATH = "/api/v2/jobs/stream"
+POLL_PATH = "/api/v2/jobs/poll"
 STOP_TIMEOUT = 10.0  # server shutdown after SIGTERM, before SIGKILL
 BENCH_SATURATED = 0.9  # share of a core above which the benchmark process is the bottleneck
 FD_MARGIN = 200  # open files besides one socket per client (HTTP, pipes, logs, Python)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+TRANSPORTS = {  # --transport: report title, how a client follows its jobs, what `closed` counts
+    "websocket": ("WebSocket", "subscribe all", "closed connections"),
+    "sse": ("Server-Sent Events (SSE)", "one stream each, no jobIds", "ended streams"),
+    "longpoll": ("long-polling", "long-polls for all jobs", "failed polls"),
+}
 clock = time.perf_counter  # not loop.time(): uvloop's has millisecond resolution
 
 
@@ -280,9 +300,11 @@ class Stats:
 
 
 class Client:
-    def __init__(self, user: str, ws: ClientConnection, stats: Stats):
+    """One user's subscriber over some transport. Every message it receives is accounted here,
+    the same way for every transport: latency, per-job seq (gaps, duplicates), ownership."""
+
+    def __init__(self, user: str, stats: Stats):
         self.user = user
-        self.ws = ws
         self.stats = stats
         self.subscribed = asyncio.Event()
         self.answered = asyncio.Event()  # `subscribed`, or `unavailable` to a subscribe
@@ -290,63 +312,234 @@ class Client:
         self.task: asyncio.Task[None] | None = None
         self.closing = False  # set when we close it ourselves
 
+    def extensions(self) -> str:
+        """The WebSocket extensions negotiated (none over HTTP)."""
+        return ""
+
+    def handle(self, msg: dict[str, Any], t: float) -> None:
+        """One message from the server, received at wall time t."""
+        stats = self.stats
+        kind = msg.get("type")
+        if kind == "status_update" or kind == "job_completed":
+            stats.latencies.append(t - ts_seconds(msg["timestamp"]))
+            stats.delivered += 1
+            if stats.delivered >= stats.target:
+                stats.done.set()
+            seqs = self.seqs
+            job, seq = msg["jobId"], msg["seq"]
+            last = seqs.get(job, 0)
+            if seq > last + 1:
+                stats.gaps += seq - last - 1
+            elif seq <= last:
+                stats.duplicates += 1
+            seqs[job] = max(seq, last)
+            if msg["userId"] != self.user:
+                stats.foreign += 1
+        elif kind == "heartbeat":
+            pass
+        elif kind == "subscribed":
+            self.subscribed.set()
+            self.answered.set()
+        elif kind == "error":
+            if msg.get("code") == "unavailable" and not self.subscribed.is_set():
+                stats.resubscribed += 1
+                self.answered.set()
+            else:
+                stats.errors.append(msg)
+        else:
+            stats.other += 1
+
+    def unavailable(self) -> None:
+        """A subscribe answered `unavailable` over HTTP (503): to be sent again."""
+        self.stats.resubscribed += 1
+        self.answered.set()
+
+    async def subscribe(self) -> None:
+        """Ask for every job of the user; `answered` is set when the server has replied."""
+        raise NotImplementedError
+
+    async def subscribe_until_done(self) -> None:
+        """Until `subscribed`: a Redis broker that could not answer says `unavailable`; retry,
+        as told, backing off. Bounded by the caller's CONNECT_TIMEOUT."""
+        attempt = 0
+        while True:
+            self.answered.clear()
+            await self.subscribe()
+            await self.answered.wait()
+            if self.subscribed.is_set():
+                return
+            attempt = min(attempt + 1, 5)
+            await asyncio.sleep(random.uniform(0.1, 0.3) * attempt)
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class WsClient(Client):
+    """`GET /ws/jobs` with the token in the query, then `subscribe` `all: true`."""
+
+    def __init__(self, user: str, ws: ClientConnection, stats: Stats):
+        super().__init__(user, stats)
+        self.ws = ws
+
+    def extensions(self) -> str:
+        return self.ws.response.headers.get("Sec-WebSocket-Extensions", "")
+
     async def receive(self) -> None:
-        stats, seqs, user, loads, now = self.stats, self.seqs, self.user, orjson.loads, time.time
-        lat = stats.latencies
+        handle, loads, now = self.handle, orjson.loads, time.time
         try:
             async for raw in self.ws:
                 t = now()
-                msg = loads(raw)
-                kind = msg.get("type")
-                if kind == "status_update" or kind == "job_completed":
-                    lat.append(t - ts_seconds(msg["timestamp"]))
-                    stats.delivered += 1
-                    if stats.delivered >= stats.target:
-                        stats.done.set()
-                    job, seq = msg["jobId"], msg["seq"]
-                    last = seqs.get(job, 0)
-                    if seq > last + 1:
-                        stats.gaps += seq - last - 1
-                    elif seq <= last:
-                        stats.duplicates += 1
-                    seqs[job] = max(seq, last)
-                    if msg["userId"] != user:
-                        stats.foreign += 1
-                elif kind == "heartbeat":
-                    pass
-                elif kind == "subscribed":
-                    self.subscribed.set()
-                    self.answered.set()
-                elif kind == "error":
-                    if msg.get("code") == "unavailable" and not self.subscribed.is_set():
-                        stats.resubscribed += 1
-                        self.answered.set()
-                    else:
-                        stats.errors.append(msg)
-                else:
-                    stats.other += 1
+                handle(loads(raw), t)
         except ConnectionClosed:
             pass
         if not self.closing:
-            stats.closed.append(f"{self.user}: code {self.ws.close_code} "
-                                f"{self.ws.close_reason or ''}".rstrip())
+            self.stats.closed.append(f"{self.user}: code {self.ws.close_code} "
+                                     f"{self.ws.close_reason or ''}".rstrip())
+
+    async def subscribe(self) -> None:
+        await self.ws.send(orjson.dumps({"type": "subscribe", "all": True}).decode())
+
+    async def close(self) -> None:
+        await self.ws.close()
 
 
-async def open_client(ws_url: str, user: str, token: str, stats: Stats) -> Client:
-    ws = await connect(f"{ws_url}?token={token}", open_timeout=CONNECT_TIMEOUT,
-                       max_size=2**20, close_timeout=CLOSE_TIMEOUT)
-    client = Client(user, ws, stats)
-    client.task = asyncio.create_task(client.receive())
-    attempt = 0
-    while True:  # bounded by the caller's CONNECT_TIMEOUT
-        client.answered.clear()
-        await ws.send(orjson.dumps({"type": "subscribe", "all": True}).decode())
-        await client.answered.wait()
-        if client.subscribed.is_set():
-            return client
-        # A Redis broker that could not answer says `unavailable`: retry, as told, backing off.
-        attempt = min(attempt + 1, 5)
-        await asyncio.sleep(random.uniform(0.1, 0.3) * attempt)
+@functools.cache
+def ssl_context() -> ssl.SSLContext:
+    """One for every HTTP client: httpx would otherwise load the CA bundle for each one
+    (~50 ms apiece), though nothing here uses TLS."""
+    return ssl.create_default_context()
+
+
+class HttpClient(Client):
+    """A reader over plain HTTP with the user's token: its own httpx client and connection,
+    since each holds a request open."""
+
+    def __init__(self, user: str, base_url: str, token: str, stats: Stats, read: float):
+        super().__init__(user, stats)
+        self.http = httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(POST_TIMEOUT, read=read), verify=ssl_context(),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+
+    def refused(self, what: str, r: httpx.Response) -> RuntimeError:
+        return RuntimeError(f"{self.user}: {what} answered {r.status_code}: {r.text[:200]}")
+
+    async def stop_task(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.stop_task()
+        await self.http.aclose()
+
+
+class SseClient(HttpClient):
+    """`GET /api/v2/jobs/stream` without `jobIds`: every job of the user, as one stream."""
+
+    def __init__(self, user: str, base_url: str, token: str, stats: Stats):
+        super().__init__(user, base_url, token, stats, read=STREAM_READ_TIMEOUT)
+
+    async def subscribe(self) -> None:
+        await self.stop_task()  # a stream that did not end in `subscribed`
+        r = await self.http.send(self.http.build_request("GET", SSE_PATH), stream=True)
+        if r.status_code != 200:
+            await r.aread()
+            await r.aclose()
+            if r.status_code != 503:
+                raise self.refused("stream", r)
+            self.unavailable()
+            return
+        self.task = asyncio.create_task(self.receive(r))
+
+    async def receive(self, response: httpx.Response) -> None:
+        handle, loads, now = self.handle, orjson.loads, time.time
+        try:
+            async for sse in EventSource(response).aiter_sse():
+                t = now()
+                if sse.data:
+                    handle(loads(sse.data), t)
+            reason = "stream ended"
+        except httpx.HTTPError as exc:
+            reason = f"stream failed: {type(exc).__name__}: {exc}"
+        finally:
+            await response.aclose()
+        if not self.closing:
+            self.stats.closed.append(f"{self.user}: {reason}")
+
+
+class LongPollClient(HttpClient):
+    """`GET /api/v2/jobs/poll` without `last_seen` for a cursor, then long-polls from it,
+    each answer's cursor the next request's `last_seen`. A failed poll is retried from the
+    same cursor (nothing is lost by it), and counted."""
+
+    def __init__(self, user: str, base_url: str, token: str, stats: Stats):
+        super().__init__(user, base_url, token, stats, read=LONGPOLL_WAIT + POST_TIMEOUT)
+        self.cursor = ""
+
+    async def subscribe(self) -> None:
+        r = await self.http.get(POLL_PATH)
+        if r.status_code == 503:
+            self.unavailable()
+        elif r.status_code != 200:
+            raise self.refused("poll", r)
+        else:
+            self.cursor = orjson.loads(r.content)["cursor"]
+            self.subscribed.set()
+            self.answered.set()
+            self.task = asyncio.create_task(self.receive())
+
+    async def receive(self) -> None:
+        handle, loads, now, stats = self.handle, orjson.loads, time.time, self.stats
+        params: dict[str, str | float] = {"timeout": LONGPOLL_WAIT}
+        failures = 0
+        while failures < MAX_POLL_FAILURES:
+            params["last_seen"] = self.cursor
+            try:
+                r = await self.http.get(POLL_PATH, params=params)
+            except httpx.HTTPError as exc:
+                problem = f"poll not answered: {type(exc).__name__}: {exc}"
+            else:
+                t = now()
+                if r.status_code == 200:
+                    failures = 0
+                    body = loads(r.content)
+                    stats.errors.extend(body.get("errors", ()))
+                    if "error" in body:  # cursor_expired: states instead of events
+                        stats.errors.append({"type": "error", **body["error"]})
+                    for msg in body["events"]:
+                        handle(msg, t)
+                    self.cursor = body["cursor"]
+                    continue
+                problem = f"poll answered {r.status_code}: {r.text[:200]}"
+            if self.closing:
+                return
+            failures += 1
+            stats.closed.append(f"{self.user}: {problem}")
+            await asyncio.sleep(0.1 * failures)
+
+
+async def open_client(transport: str, base_url: str, user: str, token: str,
+                      stats: Stats) -> Client:
+    """A client of `user` on the instance at `base_url`, subscribed to all its jobs."""
+    client: Client
+    if transport == "websocket":
+        ws_url = base_url.replace("http://", "ws://") + "/ws/jobs"
+        ws = await connect(f"{ws_url}?token={token}", open_timeout=CONNECT_TIMEOUT,
+                           max_size=2**20, close_timeout=CLOSE_TIMEOUT)
+        client = WsClient(user, ws, stats)
+        client.task = asyncio.create_task(client.receive())
+    else:
+        cls = SseClient if transport == "sse" else LongPollClient
+        client = cls(user, base_url, token, stats)
+    try:
+        await client.subscribe_until_done()
+    except BaseException:  # e.g. cancelled by the caller's CONNECT_TIMEOUT
+        if not isinstance(client, WsClient):  # a WsClient's connection is closed with it
+            await asyncio.shield(client.close())
+        raise
+    return client
 
 
 async def close_clients(clients: list[Client]) -> None:
@@ -354,7 +547,7 @@ async def close_clients(clients: list[Client]) -> None:
         c.closing = True
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(
-            asyncio.gather(*(c.ws.close() for c in clients), return_exceptions=True),
+            asyncio.gather(*(c.close() for c in clients), return_exceptions=True),
             CLOSE_TIMEOUT)
     tasks = [c.task for c in clients if c.task is not None]
     for task in tasks:
@@ -517,13 +710,12 @@ async def bench(args: argparse.Namespace, cluster: Cluster, secret: str) -> dict
     clients: list[Client] = []
     servers, procs = cluster.servers, cluster.procs
     n = len(servers)
-    ws_urls = [s.url.replace("http://", "ws://") + "/ws/jobs" for s in servers]
     lanes = make_lanes([s.url + "/api/v2/jobs/status" for s in servers], len(users), slots, total,
                         args.rate)
     rss_start = [rss_mib(p.pid) for p in procs]
 
     async def connect_all() -> None:  # client i on instance i % n
-        pending = [asyncio.create_task(open_client(ws_urls[i % n], u,
+        pending = [asyncio.create_task(open_client(args.transport, servers[i % n].url, u,
                                                    auth.mint(u, "user", ttl=3600), stats))
                    for i, u in enumerate(users)]
         try:
@@ -547,7 +739,7 @@ async def bench(args: argparse.Namespace, cluster: Cluster, secret: str) -> dict
                                    f"within {CONNECT_TIMEOUT:.0f} s; {len(stats.errors)} "
                                    f"error messages {seen}, {len(stats.closed)} connections "
                                    f"closed {stats.closed[:3]}") from None
-            extensions = clients[0].ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            extensions = clients[0].extensions()
             ptoken = auth.mint("bench-publisher", "publisher", ttl=3600)
             cpu0, wall0, own0 = [cpu_seconds(p.pid) for p in procs], clock(), time.process_time()
             try:
@@ -596,7 +788,8 @@ async def bench(args: argparse.Namespace, cluster: Cluster, secret: str) -> dict
         warnings.append(f"{pub.conflated} updates were conflated by the server (held back)")
     if stats.gaps or stats.duplicates or stats.foreign or stats.closed or stats.errors:
         warnings.append(f"seq gaps {stats.gaps}, duplicates {stats.duplicates}, foreign "
-                        f"{stats.foreign}, connections closed {len(stats.closed)}, "
+                        f"{stats.foreign}, {TRANSPORTS[args.transport][2]} "
+                        f"{len(stats.closed)}, "
                         f"error messages {len(stats.errors)}")
 
     def ms(v: float | None) -> float | None:
@@ -606,6 +799,7 @@ async def bench(args: argparse.Namespace, cluster: Cluster, secret: str) -> dict
         return round(cpu_seconds * 1e6 / stats.delivered, 1) if stats.delivered else None
 
     result = {
+        "transport": args.transport,
         "clients": args.clients,
         "subscribed": len(clients),
         "jobs": len(slots),
@@ -669,12 +863,19 @@ def human(r: dict[str, Any]) -> str:
         summed = f"; sum of {len(instances)} instances"
     else:
         server, summed = f"  server      pid {r['serverPid']} on {r['url']}", ""
+    title, follow, closed = TRANSPORTS[r["transport"]]
+    if r["transport"] == "websocket":
+        extra = ("; permessage-deflate: "
+                 f"{'yes' if 'permessage-deflate' in r['wsExtensions'] else 'no'}")
+    elif r["transport"] == "longpoll":
+        extra = f"; long-poll timeout {LONGPOLL_WAIT} s"
+    else:
+        extra = ""
     lines = [
-        "jobwire WebSocket latency benchmark",
-        f"{server}, conflation limit {r['conflation']} updates/s per job; permessage-deflate: "
-        f"{'yes' if 'permessage-deflate' in r['wsExtensions'] else 'no'}",
+        f"jobwire {title} latency benchmark",
+        f"{server}, conflation limit {r['conflation']} updates/s per job{extra}",
         f"  workload    {r['clients']} clients (users u0..u{r['clients'] - 1}, one each, "
-        f"subscribe all), {r['subscribed']} subscribed; {r['jobs']} jobs "
+        f"{follow}), {r['subscribed']} subscribed; {r['jobs']} jobs "
         f"({r['jobsPerUser']} per user, ~{r['perJobRate']:g} updates/s each: spread, "
         f"no conflation expected)",
         f"  publish     {r['updatesSent']} updates in {r['batches']} batches over "
@@ -685,7 +886,7 @@ def human(r: dict[str, Any]) -> str:
         f"refused {r['refused']}, failed batch requests {r['httpErrors']}",
         f"  events      expected {r['eventsExpected']}, delivered {r['eventsDelivered']}, "
         f"lost {r['eventsLost']} (seq gaps {r['seqGaps']}, duplicates {r['duplicates']}, "
-        f"foreign {r['foreignEvents']}, closed connections {len(r['connectionsClosed'])})",
+        f"foreign {r['foreignEvents']}, {closed} {len(r['connectionsClosed'])})",
         f"  latency ms  p50 {f(lat['p50'])}  p95 {f(lat['p95'])}  p99 {f(lat['p99'])}  "
         f"max {f(lat['max'])}  (min {f(lat['min'])}, n={lat['n']})",
         f"  server CPU  {r['serverCpuSeconds']:.2f} s over {r['measuredSeconds']:.2f} s "
@@ -720,12 +921,14 @@ def human(r: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--clients", type=int, default=100, help="WebSocket clients (default 100)")
+    p.add_argument("--clients", type=int, default=100, help="clients (default 100)")
     p.add_argument("--rate", type=float, default=1000, help="updates/s (default 1000)")
     p.add_argument("--duration", type=float, default=10, help="seconds (default 10)")
     p.add_argument("--instances", type=int, default=1,
                    help="jobwire instances; above 1 they share a private redis-server "
                         "(default 1: one instance, in-process broker)")
+    p.add_argument("--transport", choices=list(TRANSPORTS), default="websocket",
+                   help="the clients' transport (default websocket)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if args.clients < 1 or args.rate <= 0 or args.duration <= 0 or args.instances < 1:
