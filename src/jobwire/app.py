@@ -28,7 +28,7 @@ from .transports.http import (
     jobwire_error_handler,
     service_of,
 )
-from .transports.websocket import websocket_endpoint
+from .transports.websocket import ExposeServerSend, websocket_endpoint
 
 STATIC = Path(__file__).parent / "static"
 
@@ -90,7 +90,7 @@ def create_app(settings: Settings, *, on_start: Hook | None = None,
         routes.append(WebSocketRoute("/ws/jobs", websocket_endpoint))
     routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
 
-    middleware = []
+    middleware = [Middleware(ExposeServerSend)]
     if settings.origin_list:
         # Cross-origin HTTP only for the configured origins; none configured: same origin only.
         middleware.append(Middleware(

@@ -31,6 +31,7 @@ from .origin import origin_allowed
 
 log = logging.getLogger("jobwire.websocket")
 
+CLOSE_GRACE_SECONDS = 2.0  # for a closing frame to get out before the connection is cut
 CLOSE_CODES = {CloseReason.SLOW: 4000, CloseReason.EXPIRED: 4401, CloseReason.SHUTDOWN: 1012}
 CLOSE_TEXT = {CloseReason.SLOW: "too slow: resume from your cursor",
               CloseReason.EXPIRED: "token expired", CloseReason.SHUTDOWN: "server restarting"}
@@ -73,6 +74,30 @@ async def _auth_in_band(ws: WebSocket, service: Service) -> Principal:
     return service.auth.verify(msg.token)
 
 
+class ExposeServerSend:
+    """Outermost ASGI middleware: keeps the server's own `send` of each WebSocket in its
+    scope, for `abort_connection` (the framework wraps the one the endpoint sees)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            scope["jobwire.server_send"] = send
+        await self.app(scope, receive, send)
+
+
+def abort_connection(ws: WebSocket) -> None:
+    """Drop the TCP connection under `ws` at once. ASGI offers no way to; uvicorn's send is
+    a method of its protocol object, which holds the transport."""
+    send = ws.scope.get("jobwire.server_send")
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is not None:
+        transport.abort()
+    else:  # another server: the best ASGI allows
+        log.warning("cannot abort a stalled WebSocket connection on this server")
+
+
 def _authenticated(principal: Principal) -> bytes:
     return dumps({"type": "authenticated", "userId": principal.user_id,
                   "role": principal.role.value, "expiresAt": principal.expires_at})
@@ -88,11 +113,18 @@ class Connection:
         self.service = service
         self.ws = ws
         self.wakeup = asyncio.Event()
-        self.session: Session = service.open_session(principal, "websocket", self.wakeup.set)
+        self.ended = asyncio.Event()  # set once the session is closed, for _guard
+        self.session: Session = service.open_session(principal, "websocket", self._wake)
+
+    def _wake(self) -> None:
+        self.wakeup.set()
+        if self.session.closed is not None:
+            self.ended.set()
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._writer()), asyncio.create_task(self._heartbeat()),
                  asyncio.create_task(self._expiry())]
+        tasks.append(asyncio.create_task(self._guard(tasks[0])))
         try:
             await self._reader()
         finally:
@@ -168,6 +200,16 @@ class Connection:
                     await send({"type": "websocket.send", "text": text})
         except (WebSocketDisconnect, RuntimeError, OSError):
             session.close(CloseReason.SHUTDOWN)
+
+    async def _guard(self, writer: asyncio.Task[None]) -> None:
+        """A peer that stopped reading blocks the writer on a full socket, so it cannot even
+        be sent a close frame: once its session is closed, give the close a moment, then
+        abort the connection."""
+        await self.ended.wait()
+        done, _ = await asyncio.wait([writer], timeout=CLOSE_GRACE_SECONDS)
+        if not done:
+            writer.cancel()
+            abort_connection(self.ws)
 
     async def _heartbeat(self) -> None:
         interval = self.service.settings.heartbeat_seconds
