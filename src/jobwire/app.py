@@ -69,6 +69,8 @@ def create_app(settings: Settings, *, on_start: Hook | None = None,
             if task is not None:
                 task.cancel()
             await service.broker.stop()
+            if service.sessions_store is not None:
+                await service.sessions_store.close()
 
     routes: list[Any] = [
         Route("/", index),

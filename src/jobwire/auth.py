@@ -13,7 +13,7 @@ import jwt
 
 from .errors import ConfigError, Unauthorized
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 SYMMETRIC = ("HS256", "HS384", "HS512")
 CACHE_SIZE = 4096  # verified tokens remembered
@@ -112,7 +112,7 @@ class JwtAuth:
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
         sub, role = claims.get("sub"), claims.get("role", "user")
-        if not isinstance(sub, str) or not _ID_RE.fullmatch(sub):
+        if not isinstance(sub, str) or not ID_RE.fullmatch(sub):
             raise Unauthorized("invalid token subject")
         try:
             role = Role(role)
@@ -126,7 +126,7 @@ class JwtAuth:
              now: float | None = None) -> str:
         if self._sign_key is None:
             raise ConfigError("minting needs the private key (JOBWIRE_JWT_PRIVATE_KEY)")
-        if not _ID_RE.fullmatch(user_id):
+        if not ID_RE.fullmatch(user_id):
             raise ValueError(f"user id {user_id!r} must be 1-128 characters of A-Z a-z 0-9 _ . : -")
         issued = int(now if now is not None else time.time())
         claims = {"sub": user_id, "role": Role(role).value, "iat": issued,

@@ -30,6 +30,11 @@ class Settings:
     redis_durable_replicas: int = _setting(
         0, "replicas that must confirm a publish before it is acknowledged (WAIT)", 0)
     redis_channel_prefix: str = _setting("", "prefix of the Redis pub/sub channel names")
+    session_prefix: str = _setting("", "Redis key prefix of app sessions ({userId, role} JSON); "
+                                       "empty: sessions off")
+    session_redis_url: str | None = _setting(None, "Redis holding the sessions; unset: "
+                                                   "JOBWIRE_REDIS_URL")
+    session_cookie: str = _setting("sessionid", "cookie that carries a session id")
     transports: str = _setting("websocket,sse,longpoll,poll", "enabled transports")
     heartbeat_seconds: float = _setting(15.0, "heartbeat and WebSocket ping interval", 0.05)
     auth_timeout_seconds: float = _setting(10.0, "time to send `auth` on a WebSocket", 0.05)

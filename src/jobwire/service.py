@@ -12,11 +12,19 @@ from .broker import Broker, Scope
 from .broker.memory import MemoryBroker
 from .config import Settings
 from .cursor import Position, format_id, parse_id
-from .errors import CursorExpired, Forbidden, JobwireError, TooManySubscriptions
+from .errors import (
+    ConfigError,
+    CursorExpired,
+    Forbidden,
+    JobwireError,
+    TooManySubscriptions,
+    Unauthorized,
+)
 from .events import Event
 from .hub import Hub
 from .protocol import dumps
 from .session import CloseReason, Session
+from .sessions import RedisSessions
 
 
 class Service:
@@ -26,10 +34,27 @@ class Service:
                             public_key=settings.jwt_public_key,
                             private_key=settings.jwt_private_key)
         self.broker = broker or make_broker(settings)
+        self.sessions_store: RedisSessions | None = None
+        if settings.session_prefix:
+            url = settings.session_redis_url or settings.redis_url
+            if url is None:
+                raise ConfigError("JOBWIRE_SESSION_PREFIX needs JOBWIRE_SESSION_REDIS_URL "
+                                  "or JOBWIRE_REDIS_URL")
+            self.sessions_store = RedisSessions(url, settings.session_prefix)
         self.hub = Hub()
         self.broker.add_listener(self.hub.route)
         self.sessions: dict[Session, str] = {}  # live sessions → transport name
         self.shutting_down = False
+
+    async def authenticate(self, token: str | None, session_id: str | None = None
+                           ) -> Principal:
+        """A JWT, or an app session id looked up in Redis (when configured)."""
+        store = self.sessions_store
+        if token is not None and (store is None or token.count(".") == 2):
+            return self.auth.verify(token)
+        if store is not None and (token or session_id):
+            return await store.lookup(token or session_id or "")
+        raise Unauthorized("a token is required")
 
     def open_session(self, principal: Principal, transport: str, wake: Callable[[], None],
                      max_outbox: int | None = None) -> Session:

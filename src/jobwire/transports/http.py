@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..auth import Principal, token_from
-from ..errors import Forbidden, JobwireError, PayloadTooLarge, Unauthorized
+from ..errors import Forbidden, JobwireError, PayloadTooLarge
 from ..protocol import dumps
 from ..service import Service
 
@@ -25,15 +25,15 @@ def service_of(request: Request) -> Service:
     return request.app.state.service
 
 
-def principal_of(request: Request) -> Principal:
+async def principal_of(request: Request) -> Principal:
+    service = service_of(request)
     token = token_from(request.headers, request.query_params, request.cookies)
-    if token is None:
-        raise Unauthorized("a token is required")
-    return service_of(request).auth.verify(token)
+    return await service.authenticate(
+        token, request.cookies.get(service.settings.session_cookie))
 
 
-def reader_of(request: Request) -> Principal:
-    principal = principal_of(request)
+async def reader_of(request: Request) -> Principal:
+    principal = await principal_of(request)
     if not principal.can_read:
         raise Forbidden("publishers cannot read job status")
     return principal

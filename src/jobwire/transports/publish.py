@@ -13,13 +13,13 @@ from ..protocol import JobUpdate, loads, parse_update
 from .http import JSONResponse, principal_of, read_body, service_of
 
 
-def _publisher(request: Request) -> None:
-    if not principal_of(request).can_publish:
+async def _publisher(request: Request) -> None:
+    if not (await principal_of(request)).can_publish:
         raise Forbidden("only publisher and admin tokens may publish")
 
 
 async def publish_one(request: Request) -> Response:
-    _publisher(request)
+    await _publisher(request)
     service = service_of(request)
     body = await read_body(request, service.settings.max_message_bytes)
     update = parse_update(loads(body), job_id=request.path_params["job_id"])
@@ -28,7 +28,7 @@ async def publish_one(request: Request) -> Response:
 
 
 async def publish_batch(request: Request) -> Response:
-    _publisher(request)
+    await _publisher(request)
     service = service_of(request)
     items = loads(await read_body(request, service.settings.max_batch_bytes))
     if not isinstance(items, list):

@@ -31,7 +31,7 @@ def frame(item: Outgoing) -> str:
 
 
 async def stream(request: Request) -> Response:
-    principal = reader_of(request)
+    principal = await reader_of(request)
     service = service_of(request)
     job_ids = job_ids_param(request, service.settings.max_subscriptions)
     last = request.headers.get("last-event-id") or request.query_params.get("lastEventId")

@@ -41,13 +41,15 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     service: Service = ws.app.state.service
     await ws.accept()
     token = token_from(ws.headers, ws.query_params, ws.cookies)
-    if (token is not None and token == ws.cookies.get("jobwire_token")
-            and not origin_allowed(ws.headers, service.settings.origin_list)):
+    session_id = ws.cookies.get(service.settings.session_cookie)
+    by_cookie = (token is not None and token == ws.cookies.get("jobwire_token")) or (
+        token is None and session_id is not None and service.sessions_store is not None)
+    if by_cookie and not origin_allowed(ws.headers, service.settings.origin_list):
         await ws.close(1008, "origin not allowed")
         return
     try:
-        if token is not None:
-            principal = service.auth.verify(token)
+        if token is not None or by_cookie:
+            principal = await service.authenticate(token, session_id)
         else:
             principal = await _auth_in_band(ws, service)
     except Unauthorized as exc:
@@ -71,7 +73,7 @@ async def _auth_in_band(ws: WebSocket, service: Service) -> Principal:
         raise Unauthorized("first message must be auth") from None
     if not isinstance(msg, AuthMsg):
         raise Unauthorized("first message must be auth")
-    return service.auth.verify(msg.token)
+    return await service.authenticate(msg.token)
 
 
 class ExposeServerSend:
@@ -176,7 +178,7 @@ class Connection:
         elif isinstance(msg, PingMsg):
             session.send(PONG)
         elif isinstance(msg, AuthMsg):
-            self._refresh(service.auth.verify(msg.token))
+            self._refresh(await service.authenticate(msg.token))
 
     def _refresh(self, principal: Principal) -> None:
         current = self.session.principal
