@@ -44,6 +44,17 @@ class Settings:
     max_batch_items: int = _setting(1000, "most updates in one batch publish", 1)
     max_subscriptions: int = _setting(1000, "most subscriptions per connection", 1)
     max_outbox: int = _setting(1000, "messages buffered per connection before shedding", 8)
+    max_messages_per_second: float = _setting(
+        50.0, "client messages per WebSocket (bursts of 2x); 0: no limit", 0)
+    max_connections_per_second_per_user: float = _setting(
+        10.0, "new WebSocket/SSE connections per user (bursts of 10x); 0: no limit", 0)
+    max_connections_per_second_per_ip: float = _setting(
+        100.0, "new WebSocket/SSE connections per client IP (bursts of 10x); 0: no limit", 0)
+    max_connections_per_user: int = _setting(
+        100, "open WebSocket/SSE connections per user; 0: no limit", 0)
+    max_longpolls_per_user: int = _setting(100, "waiting long-polls per user; 0: no limit", 0)
+    max_publishes_per_second: float = _setting(
+        5000.0, "updates per second per publisher (bursts of 2x); 0: no limit", 0)
     history_size: int = _setting(1000, "events retained per user", 1)
     global_history_size: int = _setting(10000, "events retained for admins' all-jobs view", 1)
     history_ttl_seconds: float = _setting(86400.0, "how long events are retained", 1)

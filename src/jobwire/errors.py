@@ -119,6 +119,10 @@ class RateLimited(JobwireError):
     http_status = 429
     close_code = 4429
 
+    def __init__(self, message: str, *, retry_after: int = 1, **kwargs: str | None):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
 
 class BrokerUnavailable(JobwireError):
     """The update could not be stored; the caller should retry."""

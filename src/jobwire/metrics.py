@@ -30,6 +30,9 @@ class ServiceCollector(Collector):
                                   value=getattr(svc.broker, "published", 0))
         yield CounterMetricFamily("jobwire_events_delivered", "Events handed to sessions",
                                   value=svc.hub.delivered)
+        yield CounterMetricFamily("jobwire_rate_limited", "Requests, connections and messages "
+                                  "refused by a rate or concurrency limit",
+                                  value=svc.limits.hits)
         yield GaugeMetricFamily("jobwire_broker_ready", "1 while the broker is reachable",
                                 value=1 if svc.broker.ready() else 0)
 

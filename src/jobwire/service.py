@@ -17,12 +17,14 @@ from .errors import (
     CursorExpired,
     Forbidden,
     JobwireError,
+    RateLimited,
     TooManySubscriptions,
     Unauthorized,
 )
 from .events import Event
 from .hub import Hub
 from .protocol import dumps
+from .ratelimit import Concurrency, KeyedBuckets
 from .session import CloseReason, Session
 from .sessions import RedisSessions
 
@@ -41,6 +43,7 @@ class Service:
                 raise ConfigError("JOBWIRE_SESSION_PREFIX needs JOBWIRE_SESSION_REDIS_URL "
                                   "or JOBWIRE_REDIS_URL")
             self.sessions_store = RedisSessions(url, settings.session_prefix)
+        self.limits = Limits(settings)
         self.hub = Hub()
         self.broker.add_listener(self.hub.route)
         self.sessions: dict[Session, str] = {}  # live sessions → transport name
@@ -147,6 +150,48 @@ class Service:
             self.hub.unsubscribe_all(session)
         if job_ids:
             self.hub.unsubscribe_jobs(session, job_ids)
+
+
+class Limits:
+    """Every abuse limit of the service, keyed by user, IP or publisher."""
+
+    def __init__(self, settings: Settings):
+        s = settings
+        self.user_connects = KeyedBuckets(s.max_connections_per_second_per_user,
+                                          10 * s.max_connections_per_second_per_user)
+        self.ip_connects = KeyedBuckets(s.max_connections_per_second_per_ip,
+                                        10 * s.max_connections_per_second_per_ip)
+        self.open_connections = Concurrency(s.max_connections_per_user)
+        self.longpolls = Concurrency(s.max_longpolls_per_user)
+        self.publishes = KeyedBuckets(s.max_publishes_per_second, 2 * s.max_publishes_per_second)
+        self.hits = 0  # refusals, for metrics
+
+    def connect(self, principal: Principal, ip: str | None, now: float) -> None:
+        """A new streaming connection (WebSocket or SSE); pair with `disconnect`."""
+        try:
+            self.ip_connects.take(ip or "?", now, what="new connections from this address")
+            self.user_connects.take(principal.user_id, now, what="new connections")
+            self.open_connections.enter(principal.user_id, "open connections")
+        except RateLimited:
+            self.hits += 1
+            raise
+
+    def disconnect(self, principal: Principal) -> None:
+        self.open_connections.leave(principal.user_id)
+
+    def publish(self, principal: Principal, count: int, now: float) -> None:
+        try:
+            self.publishes.take(principal.user_id, now, cost=count, what="updates")
+        except RateLimited:
+            self.hits += 1
+            raise
+
+    def enter_longpoll(self, principal: Principal) -> None:
+        try:
+            self.longpolls.enter(principal.user_id, "waiting long-polls")
+        except RateLimited:
+            self.hits += 1
+            raise
 
 
 def make_broker(settings: Settings) -> Broker:

@@ -18,6 +18,7 @@ class CloseReason(Enum):
     SLOW = "slow"  # could not keep up even after shedding: close 4000, resume from cursor
     EXPIRED = "expired"  # token expired: close 4401
     SHUTDOWN = "shutdown"  # server restarting: close 1012
+    RATE_LIMITED = "rate_limited"  # kept sending over the message rate: close 4429
 
 
 class Session:

@@ -152,9 +152,10 @@ async def test_500_parked_polls_all_answer_on_the_next_event(uid):
         first = await publish(srv, f"{uid}-j", user, "queued")
         limits = httpx.Limits(max_connections=600, max_keepalive_connections=600)
         async with httpx.AsyncClient(base_url=srv.url, timeout=6 * WAIT, limits=limits) as http:
-            headers = srv.headers(user)
-            polls = [asyncio.create_task(http.get(POLL, headers=headers, params={
-                "last_seen": first["id"], "timeout": 60})) for _ in range(500)]
+            # Five admins (at most 100 waiting long-polls each, by default) watching all jobs.
+            watchers = [srv.headers(f"{uid}-admin{i}", "admin") for i in range(5)]
+            polls = [asyncio.create_task(http.get(POLL, headers=watchers[n % 5], params={
+                "last_seen": first["id"], "timeout": 60})) for n in range(500)]
             await wait_for_sessions(srv, "longpoll", 500, timeout=6 * WAIT)
             ack = await publish(srv, f"{uid}-j", user, "processing", progress=1)
             answers = await asyncio.wait_for(asyncio.gather(*polls), 6 * WAIT)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..auth import Principal, token_from
-from ..errors import Forbidden, JobwireError, PayloadTooLarge
+from ..errors import Forbidden, JobwireError, PayloadTooLarge, RateLimited
 from ..protocol import dumps
 from ..service import Service
 
@@ -55,6 +55,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def error_response(exc: JobwireError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse(exc.to_body(), status_code=exc.http_status, headers=headers)
 
 

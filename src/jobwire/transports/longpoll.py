@@ -48,6 +48,7 @@ async def long_poll(request: Request) -> Response:
         return JSONResponse({"events": [], "jobs": view.states, "cursor": format_id(view.head)})
     after = parse_resume_point(last_seen, "last_seen")
 
+    service.limits.enter_longpoll(principal)
     wakeup = asyncio.Event()
     # Short-lived, drained at once: room for a whole replay from history.
     session = service.open_session(principal, "longpoll", wakeup.set,
@@ -69,6 +70,7 @@ async def long_poll(request: Request) -> Response:
         return Response(_encode(body, events, cursor), media_type="application/json")
     finally:
         service.close_session(session)
+        service.limits.longpolls.leave(principal.user_id)
 
 
 async def _collect(session: Session, wakeup: asyncio.Event, timeout: float) -> list[Event]:

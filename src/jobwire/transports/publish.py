@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..auth import Principal
 from ..errors import Forbidden, InvalidUpdate, JobwireError, PayloadTooLarge
 from ..jobs import Ack
 from ..protocol import JobUpdate, loads, parse_update
 from .http import JSONResponse, principal_of, read_body, service_of
 
 
-async def _publisher(request: Request) -> None:
-    if not (await principal_of(request)).can_publish:
+async def _publisher(request: Request) -> Principal:
+    principal = await principal_of(request)
+    if not principal.can_publish:
         raise Forbidden("only publisher and admin tokens may publish")
+    return principal
 
 
 async def publish_one(request: Request) -> Response:
-    await _publisher(request)
+    principal = await _publisher(request)
     service = service_of(request)
+    service.limits.publish(principal, 1, time.time())
     body = await read_body(request, service.settings.max_message_bytes)
     update = parse_update(loads(body), job_id=request.path_params["job_id"])
     ack = await service.broker.publish(update)
@@ -28,13 +33,14 @@ async def publish_one(request: Request) -> Response:
 
 
 async def publish_batch(request: Request) -> Response:
-    await _publisher(request)
+    principal = await _publisher(request)
     service = service_of(request)
     items = loads(await read_body(request, service.settings.max_batch_bytes))
     if not isinstance(items, list):
         raise InvalidUpdate("a batch must be a JSON array of updates")
     if len(items) > service.settings.max_batch_items:
         raise PayloadTooLarge(f"a batch holds at most {service.settings.max_batch_items} updates")
+    service.limits.publish(principal, len(items), time.time())
     results: list[dict[str, Any] | None] = [None] * len(items)
     valid: list[tuple[int, JobUpdate]] = []
     for i, item in enumerate(items):

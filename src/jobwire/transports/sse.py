@@ -36,16 +36,23 @@ async def stream(request: Request) -> Response:
     job_ids = job_ids_param(request, service.settings.max_subscriptions)
     last = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
     after = parse_resume_point(last, "Last-Event-ID") if last else None
+    service.limits.connect(principal, request.client.host if request.client else None,
+                           time.time())
     wakeup = asyncio.Event()
     session = service.open_session(principal, "sse", wakeup.set)
+
+    def release() -> None:
+        service.close_session(session)
+        service.limits.disconnect(principal)
+
     try:
         await service.subscribe(session, job_ids=job_ids, all_jobs=job_ids is None,
                                 user_id=None, after=after)
     except BaseException:
-        service.close_session(session)
+        release()
         raise
     return StreamingResponse(_frames(service.settings.heartbeat_seconds, session, wakeup,
-                                     lambda: service.close_session(session)),
+                                     release),
                              media_type="text/event-stream", headers=HEADERS)
 
 

@@ -13,7 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..auth import Principal, token_from
 from ..cursor import parse_resume_point
-from ..errors import InvalidMessage, JobwireError, Unauthorized
+from ..errors import InvalidMessage, JobwireError, RateLimited, Unauthorized
 from ..events import Event
 from ..protocol import (
     PONG,
@@ -25,6 +25,7 @@ from ..protocol import (
     heartbeat_message,
     parse_client_message,
 )
+from ..ratelimit import TokenBucket
 from ..service import Service
 from ..session import CloseReason, Session
 from .origin import origin_allowed
@@ -32,9 +33,11 @@ from .origin import origin_allowed
 log = logging.getLogger("jobwire.websocket")
 
 CLOSE_GRACE_SECONDS = 2.0  # for a closing frame to get out before the connection is cut
-CLOSE_CODES = {CloseReason.SLOW: 4000, CloseReason.EXPIRED: 4401, CloseReason.SHUTDOWN: 1012}
+CLOSE_CODES = {CloseReason.SLOW: 4000, CloseReason.EXPIRED: 4401, CloseReason.SHUTDOWN: 1012,
+               CloseReason.RATE_LIMITED: 4429}
 CLOSE_TEXT = {CloseReason.SLOW: "too slow: resume from your cursor",
-              CloseReason.EXPIRED: "token expired", CloseReason.SHUTDOWN: "server restarting"}
+              CloseReason.EXPIRED: "token expired", CloseReason.SHUTDOWN: "server restarting",
+              CloseReason.RATE_LIMITED: "rate limited"}
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
@@ -58,9 +61,17 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     except (WebSocketDisconnect, TimeoutError):
         await _close(ws, 4401, "authentication timed out")
         return
-    connection = Connection(service, ws, principal)
-    connection.session.send(_authenticated(principal))
-    await connection.run()
+    try:
+        service.limits.connect(principal, ws.client.host if ws.client else None, time.time())
+    except RateLimited as exc:
+        await _close(ws, 4429, exc.message)
+        return
+    try:
+        connection = Connection(service, ws, principal)
+        connection.session.send(_authenticated(principal))
+        await connection.run()
+    finally:
+        service.limits.disconnect(principal)
 
 
 async def _auth_in_band(ws: WebSocket, service: Service) -> Principal:
@@ -116,6 +127,9 @@ class Connection:
         self.ws = ws
         self.wakeup = asyncio.Event()
         self.ended = asyncio.Event()  # set once the session is closed, for _guard
+        rate = service.settings.max_messages_per_second
+        self.bucket = TokenBucket(rate, 2 * rate) if rate > 0 else None
+        self.strikes = 0  # refused messages in a row
         self.session: Session = service.open_session(principal, "websocket", self._wake)
 
     def _wake(self) -> None:
@@ -144,6 +158,10 @@ class Connection:
             raw = message.get("text")
             if raw is None:
                 raw = message.get("bytes") or b""
+            if self.bucket is not None and not self.bucket.allow(time.time()):
+                self._refuse()
+                continue
+            self.strikes = 0
             try:
                 await self._handle(parse_client_message(raw))
             except JobwireError as exc:
@@ -155,6 +173,16 @@ class Connection:
                                    .to_message()))
         # Closed by the session (slow, expired, shutdown): the writer sends the close frame.
         await self._wait_writer_closed()
+
+    def _refuse(self) -> None:
+        """Over the message rate: an error per refused message, and the door for a client
+        that keeps on regardless."""
+        self.strikes += 1
+        self.service.limits.hits += 1
+        if self.bucket is not None and self.strikes > self.bucket.burst:
+            self.session.close(CloseReason.RATE_LIMITED)
+        else:
+            self.session.send(dumps(RateLimited("too many messages; slow down").to_message()))
 
     async def _wait_writer_closed(self) -> None:
         with contextlib.suppress(Exception):
