@@ -5,7 +5,11 @@ stream (their ids are the event ids, so the same event has the same id everywher
 a pub/sub channel. A publish reads the job, runs the same pure state machine as the in-process
 broker, and commits with a Lua script that succeeds only if the job has not moved meanwhile.
 Each instance subscribes once and routes locally through its hub; after a reconnect it reads
-what it missed from the global stream."""
+what it missed from the global stream.
+
+Publish-only use (a worker): construct it and call `publish`/`publish_many` without `start()`,
+on an event loop that keeps running (a held progress update is sent by a `call_later` timer);
+`jobwire.reporter.RedisPublisher` does this."""
 
 from __future__ import annotations
 
