@@ -178,3 +178,28 @@ async def test_redis_restart_under_load_loses_nothing_for_connected_clients(uid)
             a.stop()
             b.stop()
             redis.stop()
+
+
+async def test_stalled_job_reported_once_across_two_instances(uid):
+    redis = start_redis()
+    a = start_server(redis_url=redis.url, stalled_after_seconds=0.3)
+    b = start_server(redis_url=redis.url, stalled_after_seconds=0.3, secret=a.secret)
+    try:
+        user = f"{uid}-u"
+        watchers = [await connect(s, s.token(user)) for s in (a, b)]
+        for w in watchers:
+            await w.subscribe(all=True)
+        await publish(a, f"{uid}-j", user, "processing", progress=10)
+        for w in watchers:
+            got = await w.recv_until(lambda m: m["type"] == "job_stalled")
+            assert [m["seq"] for m in got] == [1, 2]
+        await asyncio.sleep(1.0)  # both sweepers run several times in this window
+        await publish(b, f"{uid}-j", user, "processing", progress=10)
+        for w in watchers:
+            (cleared,) = await w.recv_until(lambda m: "jobId" in m)
+            assert (cleared["type"], cleared["seq"]) == ("status_update", 3)  # no second stall
+            await w.close()
+    finally:
+        a.stop()
+        b.stop()
+        redis.stop()
