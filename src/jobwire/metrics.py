@@ -7,7 +7,12 @@ from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client import generate_latest
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from .service import Service
@@ -17,7 +22,8 @@ class ServiceCollector(Collector):
     def __init__(self, service: Service):
         self.service = service
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily |
+                                  HistogramMetricFamily]:
         svc = self.service
         conns = GaugeMetricFamily("jobwire_connections", "Open client sessions by transport",
                                   labels=["transport"])
@@ -30,6 +36,16 @@ class ServiceCollector(Collector):
                                   value=getattr(svc.broker, "published", 0))
         yield CounterMetricFamily("jobwire_events_delivered", "Events handed to sessions",
                                   value=svc.hub.delivered)
+        yield CounterMetricFamily("jobwire_events_shed", "Intermediate progress dropped for "
+                                  "clients that fell behind", value=svc.shed_total)
+        yield CounterMetricFamily("jobwire_slow_disconnects", "Clients cut off for not keeping "
+                                  "up (close 4000)", value=svc.slow_disconnects)
+        latency = HistogramMetricFamily("jobwire_delivery_latency_seconds",
+                                        "From an event's acceptance to its write to a client")
+        latency.add_metric([], svc.latency.cumulative(), svc.latency.sum)
+        yield latency
+        yield GaugeMetricFamily("jobwire_subscriptions", "Subscriptions of open sessions",
+                                value=sum(s.subscription_count for s in svc.sessions))
         yield CounterMetricFamily("jobwire_rate_limited", "Requests, connections and messages "
                                   "refused by a rate or concurrency limit",
                                   value=svc.limits.hits)

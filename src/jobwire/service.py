@@ -27,6 +27,7 @@ from .protocol import dumps
 from .ratelimit import Concurrency, KeyedBuckets
 from .session import CloseReason, Session
 from .sessions import RedisSessions
+from .stats import Histogram
 
 
 class Service:
@@ -47,6 +48,9 @@ class Service:
         self.hub = Hub()
         self.broker.add_listener(self.hub.route)
         self.sessions: dict[Session, str] = {}  # live sessions → transport name
+        self.latency = Histogram()  # acceptance → write to a client, seconds
+        self.shed_closed = 0  # events shed by sessions that have ended
+        self.slow_disconnects = 0  # clients cut off for not keeping up
         self.shutting_down = False
 
     async def authenticate(self, token: str | None, session_id: str | None = None
@@ -70,7 +74,13 @@ class Service:
 
     def close_session(self, session: Session) -> None:
         self.hub.remove(session)
-        self.sessions.pop(session, None)
+        if self.sessions.pop(session, None) is not None:
+            self.shed_closed += session.shed
+            self.slow_disconnects += session.closed is CloseReason.SLOW
+
+    @property
+    def shed_total(self) -> int:
+        return self.shed_closed + sum(s.shed for s in self.sessions)
 
     def shutdown_sessions(self) -> None:
         self.shutting_down = True

@@ -23,7 +23,7 @@ class CloseReason(Enum):
 
 class Session:
     __slots__ = ("_buffer", "_wake", "all_of", "closed", "floor", "job_ids", "max_outbox",
-                 "outbox", "principal", "syncing", "watch_all")
+                 "outbox", "principal", "shed", "syncing", "watch_all")
 
     def __init__(self, principal: Principal, *, max_outbox: int = 1000,
                  wake: Callable[[], None] | None = None):
@@ -38,6 +38,7 @@ class Session:
         self._buffer: list[Event] = []
         self._wake = wake
         self.closed: CloseReason | None = None
+        self.shed = 0  # events dropped by shedding, for metrics
 
     # --- subscriptions ------------------------------------------------------------------
 
@@ -113,6 +114,7 @@ class Session:
                 seen.add(item.job_id)
             kept.append(item)
         kept.reverse()
+        self.shed += len(self.outbox) - len(kept)
         self.outbox = deque(kept)
 
     def drain(self) -> list[Outgoing]:

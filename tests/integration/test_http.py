@@ -219,3 +219,23 @@ async def test_unknown_paths_and_methods_answer_json_errors(http):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = await http.delete("/api/v2/jobs/status")
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_metrics_count_what_happens(http, server, uid):
+    from tests.conftest import connect, publish
+
+    client = await connect(server, server.token(f"{uid}-m"))
+    await client.subscribe(all=True)
+    await publish(server, f"{uid}-m1", f"{uid}-m", "queued")
+    await client.recv_until(lambda m: "jobId" in m)
+    text = (await http.get("/metrics")).text
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                 if line and not line.startswith("#"))
+    assert float(lines['jobwire_connections{transport="websocket"}']) >= 1
+    assert float(lines["jobwire_subscriptions"]) >= 1
+    assert float(lines["jobwire_delivery_latency_seconds_count"]) >= 1
+    assert float(lines['jobwire_delivery_latency_seconds_bucket{le="+Inf"}']) >= 1
+    for name in ("jobwire_events_shed_total", "jobwire_slow_disconnects_total",
+                 "jobwire_rate_limited_total", "jobwire_events_delivered_total"):
+        assert name in lines
+    await client.close()

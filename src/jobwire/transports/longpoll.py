@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -66,6 +67,9 @@ async def long_poll(request: Request) -> Response:
                                  "cursor": sub.answer["cursor"],
                                  "error": sub.errors[-1].to_body()["error"]})
         events = await _collect(session, wakeup, timeout)
+        now = time.time()
+        for event in events:
+            service.latency.observe(now - event.pos[0] / 1000)
         cursor = events[-1].id if events else last_seen
         return Response(_encode(body, events, cursor), media_type="application/json")
     finally:

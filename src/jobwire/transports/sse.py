@@ -15,6 +15,7 @@ from ..cursor import parse_resume_point
 from ..events import Event
 from ..protocol import heartbeat_message
 from ..session import Outgoing, Session
+from ..stats import Histogram
 from .http import reader_of, service_of
 from .poll import job_ids_param
 
@@ -52,12 +53,12 @@ async def stream(request: Request) -> Response:
         release()
         raise
     return StreamingResponse(_frames(service.settings.heartbeat_seconds, session, wakeup,
-                                     release),
+                                     release, service.latency),
                              media_type="text/event-stream", headers=HEADERS)
 
 
 async def _frames(heartbeat: float, session: Session, wakeup: asyncio.Event,
-                  release: Callable[[], None]) -> AsyncIterator[str]:
+                  release: Callable[[], None], latency: Histogram) -> AsyncIterator[str]:
     expires = session.principal.expires_at
     # The reconnect hint rides in the first message's block (a block without data would
     # be an empty event to some parsers).
@@ -67,6 +68,10 @@ async def _frames(heartbeat: float, session: Session, wakeup: asyncio.Event,
         while True:
             items = session.drain()
             if items:
+                now = time.time()
+                for item in items:
+                    if isinstance(item, Event):
+                        latency.observe(now - item.pos[0] / 1000)
                 yield prefix + "".join(map(frame, items))
                 prefix = ""
             if session.closed is not None:

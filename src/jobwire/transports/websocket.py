@@ -225,8 +225,13 @@ class Connection:
                 if session.closed is not None:
                     await _close(ws, CLOSE_CODES[session.closed], CLOSE_TEXT[session.closed])
                     return
+                latency = self.service.latency
                 for item in session.drain():
-                    text = item.text if isinstance(item, Event) else item.decode()
+                    if isinstance(item, Event):
+                        latency.observe(time.time() - item.pos[0] / 1000)
+                        text = item.text
+                    else:
+                        text = item.decode()
                     await send({"type": "websocket.send", "text": text})
         except (WebSocketDisconnect, RuntimeError, OSError):
             session.close(CloseReason.SHUTDOWN)
