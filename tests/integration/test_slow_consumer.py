@@ -88,7 +88,8 @@ async def test_stalled_client_is_cut_off_and_others_keep_their_latency():
         assert len(with_stall) == len(baseline) == EVENTS  # nobody else lost anything
         assert p(with_stall, 0.99) < max(3 * p(baseline, 0.99), p(baseline, 0.99) + 100)
         assert grown < 64 * 1024  # bounded: nowhere near the stalled peer's backlog
-        metrics = httpx.get(f"{srv.url}/metrics", timeout=WAIT).text
+        async with httpx.AsyncClient(timeout=WAIT) as http:
+            metrics = (await http.get(f"{srv.url}/metrics")).text
         assert "jobwire_slow_disconnects_total 1.0" in metrics
     finally:
         srv.stop()
