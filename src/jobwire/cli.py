@@ -33,8 +33,11 @@ def _run(settings: Settings, on_start: Any = None) -> None:
     import uvicorn
 
     from .app import create_app
+    from .logs import configure as configure_logs
+    from .logs import uvicorn_log_config
     from .server import DrainingServer
 
+    configure_logs(settings.log_level, settings.log_format)
     app = create_app(settings, on_start=on_start)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
@@ -43,7 +46,8 @@ def _run(settings: Settings, on_start: Any = None) -> None:
         ws_per_message_deflate=False,
         ws_ping_interval=settings.heartbeat_seconds, ws_ping_timeout=settings.heartbeat_seconds,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,
-        log_level=settings.log_level, access_log=False, server_header=False)
+        log_level=settings.log_level, access_log=False, server_header=False,
+        log_config=uvicorn_log_config(settings.log_level, settings.log_format))
     DrainingServer(config, app.state.service).run()
 
 

@@ -62,6 +62,7 @@ class Settings:
     stalled_after_seconds: float = _setting(60.0, "silence before `job_stalled`", 0.05)
     shutdown_timeout_seconds: float = _setting(10.0, "graceful shutdown deadline", 0)
     log_level: str = _setting("info", "debug, info, warning or error")
+    log_format: str = _setting("text", "text, or json: one object per line")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -74,6 +75,8 @@ class Settings:
                               f"{', '.join(TRANSPORTS)}")
         if self.port > 65535:
             raise ConfigError(f"JOBWIRE_PORT={self.port} is not a TCP port")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"JOBWIRE_LOG_FORMAT={self.log_format!r}: text or json")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"JOBWIRE_LOG_LEVEL={self.log_level!r}: debug, info, warning, error")
         if self.redis_url is not None and not self.redis_url.startswith(

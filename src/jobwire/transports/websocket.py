@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -32,6 +33,7 @@ from .origin import origin_allowed
 
 log = logging.getLogger("jobwire.websocket")
 
+NOTABLE = (CloseReason.SLOW, CloseReason.RATE_LIMITED)  # closes worth an info line
 CLOSE_GRACE_SECONDS = 2.0  # for a closing frame to get out before the connection is cut
 CLOSE_CODES = {CloseReason.SLOW: 4000, CloseReason.EXPIRED: 4401, CloseReason.SHUTDOWN: 1012,
                CloseReason.RATE_LIMITED: 4429}
@@ -125,6 +127,7 @@ class Connection:
     def __init__(self, service: Service, ws: WebSocket, principal: Principal):
         self.service = service
         self.ws = ws
+        self.conn_id = secrets.token_hex(4)
         self.wakeup = asyncio.Event()
         self.ended = asyncio.Event()  # set once the session is closed, for _guard
         rate = service.settings.max_messages_per_second
@@ -138,6 +141,17 @@ class Connection:
             self.ended.set()
 
     async def run(self) -> None:
+        p = self.session.principal
+        fields = {"conn": self.conn_id, "user": p.user_id, "transport": "websocket"}
+        log.debug("connection open", extra=fields)
+        try:
+            await self._run()
+        finally:
+            reason = self.session.closed.value if self.session.closed else "client"
+            level = logging.INFO if self.session.closed in NOTABLE else logging.DEBUG
+            log.log(level, "connection closed", extra={**fields, "reason": reason})
+
+    async def _run(self) -> None:
         tasks = [asyncio.create_task(self._writer()), asyncio.create_task(self._heartbeat()),
                  asyncio.create_task(self._expiry())]
         tasks.append(asyncio.create_task(self._guard(tasks[0])))
