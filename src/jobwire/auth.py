@@ -50,6 +50,18 @@ class Principal:
         return self.role is Role.USER and owner == self.user_id
 
 
+def make_principal(user_id: object, role: object, expires_at: float | None,
+                   source: str) -> Principal:
+    """A principal from untrusted claims (a token's, a stored session's), or Unauthorized."""
+    if not isinstance(user_id, str) or not ID_RE.fullmatch(user_id):
+        raise Unauthorized(f"invalid {source} user")
+    try:
+        role = Role(role)
+    except ValueError:
+        raise Unauthorized(f"invalid {source} role") from None
+    return Principal(user_id, role, expires_at)
+
+
 class JwtAuth:
     """Verifies tokens with exactly one configured algorithm, so `alg: none` and HS/RS
     confusion are refused by construction."""
@@ -111,15 +123,10 @@ class JwtAuth:
             raise Unauthorized("token expired") from None
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
-        sub, role = claims.get("sub"), claims.get("role", "user")
-        if not isinstance(sub, str) or not ID_RE.fullmatch(sub):
-            raise Unauthorized("invalid token subject")
-        try:
-            role = Role(role)
-        except ValueError:
-            raise Unauthorized("invalid token role") from None
         exp, nbf = claims.get("exp"), claims.get("nbf")
-        principal = Principal(sub, role, float(exp) if isinstance(exp, int | float) else None)
+        principal = make_principal(claims.get("sub"), claims.get("role", "user"),
+                                   float(exp) if isinstance(exp, int | float) else None,
+                                   source="token")
         return principal, float(nbf) if isinstance(nbf, int | float) else 0.0
 
     def mint(self, user_id: str, role: Role | str = Role.USER, ttl: float = 3600,

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from .auth import ID_RE, Principal, Role
+from .auth import Principal, make_principal
 from .errors import BrokerUnavailable, Unauthorized
 
 CACHE_SECONDS = 5.0  # a revoked session stops working within this long
@@ -26,15 +26,8 @@ def principal_from_session(raw: str | bytes | None, ttl_ms: int, now: float) -> 
         raise Unauthorized("unreadable session") from None
     if not isinstance(data, dict):
         raise Unauthorized("unreadable session")
-    user_id, role = data.get("userId"), data.get("role", "user")
-    if not isinstance(user_id, str) or not ID_RE.fullmatch(user_id):
-        raise Unauthorized("session has no valid userId")
-    try:
-        role = Role(role)
-    except ValueError:
-        raise Unauthorized("session has an invalid role") from None
     expires = now + ttl_ms / 1000 if ttl_ms > 0 else None
-    return Principal(user_id, role, expires)
+    return make_principal(data.get("userId"), data.get("role", "user"), expires, "session")
 
 
 class RedisSessions:

@@ -86,3 +86,30 @@ def http_failure(exc: httpx.HTTPError) -> TransportFailure:
     if isinstance(exc, httpx.ConnectError):
         return Unreachable(f"cannot connect: {exc}")
     return TransportFailure(f"{type(exc).__name__}: {exc}")
+
+
+class Replies:
+    """What a streaming transport (WebSocket, SSE) answers to a subscribe: refusals of single
+    job ids and cursor_expired before `subscribed`, then job events; anything else is ignored.
+    A refusal of the whole subscribe raises: retrying will not help."""
+
+    def __init__(self, tracker: Any, transport: str, resume: str | None):
+        self.tracker, self.transport, self.resume = tracker, transport, resume
+        self.errors: list[dict[str, Any]] = []
+        self.subscribed = False
+
+    async def handle(self, msg: Any) -> None:
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if is_job_event(msg):
+            await self.tracker.event(msg)
+        elif kind == "subscribed":
+            self.subscribed = True
+            expired = any(e.get("code") == "cursor_expired" for e in self.errors)
+            await self.tracker.subscribed(self.transport, msg.get("jobs", []),
+                                          msg.get("cursor"), errors=self.errors,
+                                          replay=self.resume is not None and not expired)
+        elif kind == "error" and not self.subscribed:
+            if msg.get("jobId") or msg.get("code") == "cursor_expired":
+                self.errors.append(msg)
+            else:
+                raise ClientError(f"subscribe refused: {msg.get('code')}: {msg.get('message')}")

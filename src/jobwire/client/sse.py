@@ -4,13 +4,12 @@ first data is `subscribed` (after an `error` per refused job id), then job event
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import orjson
 
-from .base import Conn, check, http_failure, is_job_event
-from .errors import ClientError, TransportFailure
+from .base import Conn, Replies, check, http_failure
+from .errors import TransportFailure
 from .state import Tracker
 
 NAME = "sse"
@@ -39,23 +38,9 @@ async def run(conn: Conn, tracker: Tracker) -> None:
 
 
 async def _session(response: httpx.Response, tracker: Tracker, resume: str | None) -> None:
-    errors: list[dict[str, Any]] = []
-    subscribed = False
+    replies = Replies(tracker, NAME, resume)
     async for data in messages(response.aiter_lines()):
-        msg = orjson.loads(data)
-        kind = msg.get("type") if isinstance(msg, dict) else None
-        if is_job_event(msg):
-            await tracker.event(msg)
-        elif kind == "subscribed":
-            subscribed = True
-            expired = any(e.get("code") == "cursor_expired" for e in errors)
-            await tracker.subscribed(NAME, msg.get("jobs", []), msg.get("cursor"),
-                                     errors=errors, replay=resume is not None and not expired)
-        elif kind == "error" and not subscribed:
-            if msg.get("jobId") or msg.get("code") == "cursor_expired":
-                errors.append(msg)
-            else:
-                raise ClientError(f"stream refused: {msg.get('code')}: {msg.get('message')}")
+        await replies.handle(orjson.loads(data))
 
 
 async def messages(lines: AsyncIterator[str]) -> AsyncIterator[str]:

@@ -10,7 +10,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from .base import Conn, is_job_event
+from .base import Conn, Replies
 from .errors import ClientError, TransportFailure, Unauthorized, Unreachable, Unsupported
 from .state import Tracker
 
@@ -58,31 +58,16 @@ async def _session(ws: ClientConnection, conn: Conn, tracker: Tracker) -> None:
     if resume is not None:
         request["lastEventId"] = resume
     await ws.send(orjson.dumps(request).decode())
-    errors: list[dict[str, Any]] = []
-    subscribed = False
+    replies = Replies(tracker, NAME, resume)
     while True:
-        if subscribed:
+        if replies.subscribed:
             raw = await ws.recv()
         else:
             try:
                 raw = await asyncio.wait_for(ws.recv(), conn.open_timeout)
             except TimeoutError:
                 raise TransportFailure("no answer to subscribe") from None
-        msg = orjson.loads(raw)
-        kind = msg.get("type") if isinstance(msg, dict) else None
-        if is_job_event(msg):
-            await tracker.event(msg)
-        elif kind == "subscribed":
-            subscribed = True
-            expired = any(e.get("code") == "cursor_expired" for e in errors)
-            await tracker.subscribed(NAME, msg.get("jobs", []), msg.get("cursor"),
-                                     errors=errors, replay=resume is not None and not expired)
-        elif kind == "error" and not subscribed:
-            if msg.get("jobId") or msg.get("code") == "cursor_expired":
-                errors.append(msg)
-            else:  # the whole subscribe was refused: retrying will not help
-                raise ClientError(f"subscribe refused: {msg.get('code')}: {msg.get('message')}")
-        # authenticated, heartbeat, pong and unknown types: nothing to do
+        await replies.handle(orjson.loads(raw))
 
 
 def _closed(exc: ConnectionClosed) -> Exception:
