@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     pub.set_defaults(func=cmd_publish)
     from .watch import register as register_watch
     register_watch(sub)
+    from .loadtest import register as register_loadtest
+    register_loadtest(sub)
     return parser
 
 
