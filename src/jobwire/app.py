@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -62,10 +63,12 @@ def create_app(settings: Settings, *, on_start: Hook | None = None,
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.broker.start()
         task = on_start(service) if on_start is not None else None
+        beats = asyncio.create_task(service.send_heartbeats())
         try:
             yield
         finally:
             service.shutdown_sessions()
+            beats.cancel()
             if task is not None:
                 task.cancel()
             await service.broker.stop()

@@ -3,6 +3,7 @@ transport. Also the subscribe flow that all streaming transports use."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from .errors import (
 )
 from .events import Event
 from .hub import Hub
-from .protocol import dumps
+from .protocol import dumps, heartbeat_message
 from .ratelimit import Concurrency, KeyedBuckets
 from .session import CloseReason, Session
 from .sessions import RedisSessions
@@ -81,6 +82,16 @@ class Service:
     @property
     def shed_total(self) -> int:
         return self.shed_closed + sum(s.shed for s in self.sessions)
+
+    async def send_heartbeats(self) -> None:
+        """One loop for every WebSocket: a heartbeat each interval (SSE streams time their
+        own, between their writes)."""
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            beat = heartbeat_message()
+            for session, transport in list(self.sessions.items()):
+                if transport == "websocket":
+                    session.send(beat)
 
     def shutdown_sessions(self) -> None:
         self.shutting_down = True

@@ -23,7 +23,6 @@ from ..protocol import (
     SubscribeMsg,
     UnsubscribeMsg,
     dumps,
-    heartbeat_message,
     parse_client_message,
 )
 from ..ratelimit import TokenBucket
@@ -129,7 +128,12 @@ class Connection:
         self.ws = ws
         self.conn_id = secrets.token_hex(4)
         self.wakeup = asyncio.Event()
-        self.ended = asyncio.Event()  # set once the session is closed, for _guard
+        # Per connection: the reader (the endpoint) and one writer task. Heartbeats come from
+        # one service-wide loop, expiry is a timer, and the guard starts only on a close:
+        # fewer tasks per socket is less memory with thousands of them.
+        self.writer: asyncio.Task[None] | None = None
+        self.guard: asyncio.Task[None] | None = None
+        self.expiry: asyncio.TimerHandle | None = None
         rate = service.settings.max_messages_per_second
         self.bucket = TokenBucket(rate, 2 * rate) if rate > 0 else None
         self.strikes = 0  # refused messages in a row
@@ -137,8 +141,9 @@ class Connection:
 
     def _wake(self) -> None:
         self.wakeup.set()
-        if self.session.closed is not None:
-            self.ended.set()
+        # (While the session is being opened, there is no writer yet and nothing to guard.)
+        if self.writer is not None and self.guard is None and self.session.closed is not None:
+            self.guard = asyncio.ensure_future(self._guard(self.writer))
 
     async def run(self) -> None:
         p = self.session.principal
@@ -152,13 +157,15 @@ class Connection:
             log.log(level, "connection closed", extra={**fields, "reason": reason})
 
     async def _run(self) -> None:
-        tasks = [asyncio.create_task(self._writer()), asyncio.create_task(self._heartbeat()),
-                 asyncio.create_task(self._expiry())]
-        tasks.append(asyncio.create_task(self._guard(tasks[0])))
+        self.writer = asyncio.create_task(self._writer())
+        self._schedule_expiry()
         try:
             await self._reader()
         finally:
             self.service.close_session(self.session)
+            if self.expiry is not None:
+                self.expiry.cancel()
+            tasks = [t for t in (self.writer, self.guard) if t is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -227,6 +234,7 @@ class Connection:
         if (principal.user_id, principal.role) != (current.user_id, current.role):
             raise Unauthorized("a refreshed token must name the same user and role")
         self.session.principal = principal
+        self._schedule_expiry()
         self.session.send(_authenticated(principal))
 
     async def _writer(self) -> None:
@@ -254,26 +262,21 @@ class Connection:
         """A peer that stopped reading blocks the writer on a full socket, so it cannot even
         be sent a close frame: once its session is closed, give the close a moment, then
         abort the connection."""
-        await self.ended.wait()
         done, _ = await asyncio.wait([writer], timeout=CLOSE_GRACE_SECONDS)
         if not done:
             writer.cancel()
             abort_connection(self.ws)
 
-    async def _heartbeat(self) -> None:
-        interval = self.service.settings.heartbeat_seconds
-        while True:
-            await asyncio.sleep(interval)
-            self.session.send(heartbeat_message())
-
-    async def _expiry(self) -> None:
+    def _schedule_expiry(self) -> None:
         """Close with 4401 when the token expires, unless an `auth` refreshed it."""
-        while True:
-            expires = self.session.principal.expires_at
-            if expires is None:
-                return
-            delay = expires - time.time()
-            if delay <= 0:
-                self.session.close(CloseReason.EXPIRED)
-                return
-            await asyncio.sleep(min(delay, 3600))
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        expires = self.session.principal.expires_at
+        if expires is None:
+            return
+        delay = expires - time.time()
+        if delay <= 0:
+            self.session.close(CloseReason.EXPIRED)
+        else:
+            self.expiry = asyncio.get_running_loop().call_later(delay, self._schedule_expiry)
