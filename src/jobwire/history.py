@@ -42,6 +42,12 @@ class Log:
         return out
 
 
+def in_scope(event: Event, user_id: str | None, job_ids: frozenset[str] | None) -> bool:
+    """Whether `event` belongs to a reader's scope: one user's jobs, some job ids, or all."""
+    return ((user_id is None or event.user_id == user_id)
+            and (job_ids is None or event.job_id in job_ids))
+
+
 class History:
     def __init__(self, *, per_user: int = 1000, global_size: int = 10000,
                  ttl_seconds: float = 86400):

@@ -147,7 +147,7 @@ class Service:
             self.hub.subscribe_jobs(session, scope.job_ids or ())
         try:
             try:
-                view = await self.broker.view(scope, after)
+                view = await self.broker.view(scope, after, with_states=announce)
             except CursorExpired as exc:
                 errors.append(exc)
                 view = await self.broker.view(scope, None)

@@ -166,3 +166,34 @@ async def test_duplicates_in_a_batch_of_several_new_jobs_get_their_own_ids(broke
         upd(job="a", status="queued"), upd(job="b", status="queued")])
     assert results[2].id == results[0].id and results[3].id == results[1].id
     assert results[0].id != results[1].id
+
+
+async def test_recent_resumes_are_answered_without_a_round_trip(broker):
+    a = await broker.publish(upd(job="a", status="queued"))
+    b = await broker.publish(upd(job="b", status="queued"))
+    await broker.publish(upd(job="c", user="v", status="queued"))
+    await wait_seen(broker, 3)
+    after = tuple(map(int, a.id.split("-")))
+    full = await broker.view(Scope(user_id="u"), after)
+    if isinstance(broker, RedisBroker):
+        calls = []
+        real = broker._since
+
+        async def spy(*args):
+            calls.append(args)
+            return await real(*args)
+
+        broker._since = spy
+        quick = await broker.view(Scope(user_id="u"), after, with_states=False)
+        assert calls == []  # served from what this instance routed
+    else:
+        quick = await broker.view(Scope(user_id="u"), after, with_states=False)
+    assert [e.id for e in quick.events] == [e.id for e in full.events] == [b.id]
+    assert quick.head >= tuple(map(int, b.id.split("-")))
+    for i in range(12):  # past the 8 recent events an instance keeps here
+        await broker.publish(upd(job=f"z{i}", status="queued"))
+    await wait_seen(broker, 15)
+    with pytest.raises(CursorExpired):  # read from Redis (or history), found too old
+        await broker.view(Scope(user_id="u"), after, with_states=False)
+    if isinstance(broker, RedisBroker):
+        assert len(calls) == 1

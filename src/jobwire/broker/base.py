@@ -81,9 +81,11 @@ class Broker(abc.ABC):
         """The owner of each known job among `job_ids`."""
 
     @abc.abstractmethod
-    async def view(self, scope: Scope, after: Position | None) -> View:
+    async def view(self, scope: Scope, after: Position | None,
+                   with_states: bool = True) -> View:
         """States in `scope` and, if `after` is given, the events after it (oldest first).
-        Raises CursorExpired when `after` is older than the retained history."""
+        Raises CursorExpired when `after` is older than the retained history. With
+        `with_states` false the caller needs only the events (states may be left out)."""
 
     @abc.abstractmethod
     async def job(self, job_id: str) -> dict[str, Any] | None:

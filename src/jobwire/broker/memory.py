@@ -73,7 +73,8 @@ class MemoryBroker(Broker):
         jobs = self.book.jobs
         return {j: jobs[j].user_id for j in job_ids if j in jobs}
 
-    async def view(self, scope: Scope, after: Position | None) -> View:
+    async def view(self, scope: Scope, after: Position | None,
+                   with_states: bool = True) -> View:
         jobs = self.book.jobs
         if scope.job_ids is not None:
             selected = (jobs.get(j) for j in sorted(scope.job_ids))

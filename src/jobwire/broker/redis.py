@@ -33,6 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..cursor import START, Position, format_id, parse_id
 from ..errors import BrokerUnavailable, CursorExpired, JobwireError
 from ..events import JOB_COMPLETED, Event
+from ..history import Log, in_scope
 from ..jobs import Ack, Job, JobBook
 from ..jobstate import DeferredIds, event_from, is_placeholder, job_from_state, job_to_state
 from ..protocol import JobUpdate, Status, now_iso
@@ -102,6 +103,9 @@ class RedisBroker(Broker):
         self._view = self.redis.register_script(_script("view.lua"))
         self._subscribed = False
         self._last_seen: Position = START  # newest event routed to the hub
+        # The events this instance routed lately, in order: resumes from a recent cursor
+        # (long-polls, mostly) are answered from here instead of Redis.
+        self._recent = Log(global_history_size)
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- keys -----------------------------------------------------------------------------
@@ -320,7 +324,16 @@ class RedisBroker(Broker):
             raise BrokerUnavailable("the broker is unreachable; retry") from exc
         return {j: orjson.loads(s)["userId"] for j, s in zip(job_ids, states, strict=True) if s}
 
-    async def view(self, scope: Scope, after: Position | None) -> View:
+    async def view(self, scope: Scope, after: Position | None,
+                   with_states: bool = True) -> View:
+        if not with_states and after is not None and self._subscribed \
+                and after >= self._recent.floor:
+            # A resume from a recent cursor (a long-poll): answered from the events this
+            # instance has routed, with no Redis round trip.
+            user = scope.owner if scope.owner is not None else scope.user_id
+            events = [e for e in self._recent.since(after)
+                      if in_scope(e, user, scope.job_ids)]
+            return View([], events, self._last_seen)
         if scope.job_ids is not None:
             keys, ids = [self._global_stream, ""], sorted(scope.job_ids)
         elif scope.user_id is not None:
@@ -388,6 +401,7 @@ class RedisBroker(Broker):
             return  # already routed (replayed after a reconnect)
         self._last_seen = pos
         event = event_from(event_id, orjson.loads(body), progress_only == "1")
+        self._recent.append(event, 0.0)
         self._fan_out(event)
 
     async def _subscriber(self, ready: asyncio.Future[None]) -> None:
@@ -401,6 +415,7 @@ class RedisBroker(Broker):
                 if self._last_seen == START:
                     head = await self.redis.xrevrange(self._global_stream, count=1)
                     self._last_seen = parse_id(head[0][0]) if head else START
+                    self._recent.floor = self._last_seen  # it holds what comes after
                 else:
                     await self._catch_up()
                 self._subscribed = True
