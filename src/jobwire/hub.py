@@ -66,13 +66,6 @@ class Hub:
         self.delivered += count
         return count
 
-    @property
-    def session_count(self) -> int:
-        sessions: set[Session] = set(self.everything)
-        for group in (*self.by_job.values(), *self.by_user.values()):
-            sessions |= group
-        return len(sessions)
-
 
 def _discard(index: dict[str, set[Session]], key: str, session: Session) -> None:
     group = index.get(key)

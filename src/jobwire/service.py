@@ -245,7 +245,3 @@ def _frozen_matcher(session: Session) -> Callable[[Event], bool]:
     """What the session matched before this subscribe, to skip replays it already has."""
     job_ids, all_of, watch_all = set(session.job_ids), set(session.all_of), session.watch_all
     return lambda e: watch_all or e.user_id in all_of or e.job_id in job_ids
-
-
-def error_bytes(exc: JobwireError) -> bytes:
-    return dumps(exc.to_message())
