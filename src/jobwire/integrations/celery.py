@@ -42,12 +42,11 @@ from celery import current_task as _current_task
 from ..errors import ConfigError
 from ..reporter import (
     JobStatus,
-    current_job,
     default_publisher,
     make_publisher,
     safe_id,
 )
-from ..reporter.job import _current
+from ..reporter.job import _current, progress_of
 
 log = logging.getLogger("jobwire.celery")
 
@@ -262,9 +261,5 @@ def report_progress(progress: float | None = None, operation: str | None = None,
     """From inside a task: report its progress (0-100) and/or current operation. Returns
     whether it was published; outside a reported task it does nothing. Never raises for a
     publishing failure."""
-    job = _installed.job(task_id) if _installed is not None else None
-    if job is None:
-        current = current_job()
-        if isinstance(current, JobStatus) and task_id in (None, current.job_id):
-            job = current
-    return job.progress(progress, operation) if job is not None else False
+    found = _installed.job(task_id) if _installed is not None else None
+    return progress_of(found, task_id, progress, operation)

@@ -40,12 +40,11 @@ from rq.job import Job
 from ..errors import ConfigError
 from ..reporter import (
     JobStatus,
-    current_job,
     default_publisher,
     make_publisher,
     safe_id,
 )
-from ..reporter.job import _current
+from ..reporter.job import _current, progress_of
 
 log = logging.getLogger("jobwire.rq")
 
@@ -240,10 +239,6 @@ def report_progress(progress: float | None = None, operation: str | None = None,
     """From inside an RQ job: report its progress (0-100) and/or current operation. Returns
     whether it was published; outside a reported job it does nothing. Never raises for a
     publishing failure."""
-    job = _installed.job(job_id) if _installed is not None else None
-    if job is None:
-        current = current_job()
-        if isinstance(current, JobStatus) and job_id in (None, current.job_id):
-            job = current
-    return job.progress(progress, operation) if job is not None else False
+    found = _installed.job(job_id) if _installed is not None else None
+    return progress_of(found, job_id, progress, operation)
 

@@ -30,6 +30,18 @@ def current_job() -> JobStatus | AsyncJobStatus | None:
     return _current.get()
 
 
+def progress_of(found: JobStatus | None, job_id: str | None, progress: float | None,
+                operation: str | None) -> bool:
+    """Report progress for an integration's job: the one it `found` by id, else the job
+    running now if it matches `job_id` (or no id was named). False when there is none."""
+    job = found
+    if job is None:
+        current = current_job()
+        if isinstance(current, JobStatus) and job_id in (None, current.job_id):
+            job = current
+    return job.progress(progress, operation) if job is not None else False
+
+
 def report_progress(progress: float | None = None, operation: str | None = None) -> bool:
     """Report progress (0-100) and/or the current operation of the current job. Outside a
     job it does nothing and returns False. Never raises for a publishing failure."""
