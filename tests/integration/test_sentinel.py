@@ -29,8 +29,10 @@ def start_sentinel(folder: Path, master_port: int) -> subprocess.Popen[bytes]:
 
 async def test_master_failover_is_followed_within_10_seconds(uid):
     with tempfile.TemporaryDirectory() as folder:
-        master = start_redis()
-        replica = start_redis(None, "--replicaof", "127.0.0.1", str(master.port))
+        # Redis waits 5 s by default before a diskless full sync, in case more replicas come.
+        no_delay = ("--repl-diskless-sync-delay", "0")
+        master = start_redis(None, *no_delay)
+        replica = start_redis(None, *no_delay, "--replicaof", "127.0.0.1", str(master.port))
         sentinels = [start_sentinel(Path(folder), master.port) for _ in range(3)]
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)  # type: ignore[attr-defined]
         url = f"redis+sentinel://{hosts}/main"
@@ -38,7 +40,8 @@ async def test_master_failover_is_followed_within_10_seconds(uid):
         try:
             primary = sync_redis.Redis(port=master.port)
             await eventually(
-                lambda: primary.info("replication").get("slave0", {}).get("state") == "online")
+                lambda: primary.info("replication").get("slave0", {}).get("state") == "online",
+                timeout=3 * WAIT)
             primary.close()
             a = start_server(redis_url=url, redis_durable_replicas=1)
             # With one replica, a durable publish cannot be confirmed once the replica has
