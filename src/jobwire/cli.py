@@ -35,7 +35,7 @@ def _run(settings: Settings, on_start: Any = None) -> None:
     from .app import create_app
     from .logs import configure as configure_logs
     from .logs import uvicorn_log_config
-    from .server import DrainingServer
+    from .server import DrainingServer, tune_garbage_collector
 
     configure_logs(settings.log_level, settings.log_format)
     app = create_app(settings, on_start=on_start)
@@ -48,6 +48,7 @@ def _run(settings: Settings, on_start: Any = None) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,
         log_level=settings.log_level, access_log=False, server_header=False,
         log_config=uvicorn_log_config(settings.log_level, settings.log_format))
+    tune_garbage_collector()
     DrainingServer(config, app.state.service).run()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from .cursor import Position
+from .cursor import Position, format_id
 
 STATUS_UPDATE = "status_update"
 JOB_COMPLETED = "job_completed"
@@ -21,14 +21,14 @@ class Event:
     job_id: str
     user_id: str
     seq: int
-    payload: dict[str, Any]
+    payload: dict[str, Any] | None  # None for an event revived from history: text only
     # True for a progress-only update: it may be conflated, and shed by a slow consumer.
     progress_only: bool = False
     _text: str | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
-        return self.payload["id"]
+        return self.payload["id"] if self.payload is not None else format_id(self.pos)
 
     @property
     def text(self) -> str:

@@ -10,34 +10,53 @@ from .cursor import START, Position
 from .errors import CursorExpired
 from .events import Event
 
+# A retained event as a plain tuple of strings and numbers: (time kept, position, job id,
+# user id, seq, encoded text, progress-only). The garbage collector stops tracking such
+# tuples, so hundreds of thousands of retained events add nothing to its full collections,
+# which otherwise grow with the heap and stall delivery for hundreds of milliseconds.
+Retained = tuple[float, Position, str, str, int, str, bool]
+
+
+def retained(event: Event, now: float) -> Retained:
+    return (now, event.pos, event.job_id, event.user_id, event.seq, event.text,
+            event.progress_only)
+
+
+def revived(entry: Retained) -> Event:
+    _, pos, job_id, user_id, seq, text, progress_only = entry
+    return Event(pos, job_id, user_id, seq, None, progress_only, text)
+
 
 class Log:
     __slots__ = ("events", "floor", "maxlen")
 
     def __init__(self, maxlen: int):
-        self.events: deque[tuple[float, Event]] = deque()
+        self.events: deque[Retained] = deque()
         self.maxlen = maxlen
         # Position of the newest event ever dropped: a cursor below it may have missed events.
         self.floor: Position = START
 
     def append(self, event: Event, now: float) -> None:
-        self.events.append((now, event))
+        self.keep(retained(event, now))
+
+    def keep(self, entry: Retained) -> None:
+        self.events.append(entry)
         if len(self.events) > self.maxlen:
-            self.floor = self.events.popleft()[1].pos
+            self.floor = self.events.popleft()[1]
 
     def trim(self, cutoff: float) -> None:
         events = self.events
         while events and events[0][0] < cutoff:
-            self.floor = events.popleft()[1].pos
+            self.floor = events.popleft()[1]
 
     def since(self, pos: Position) -> list[Event]:
         if pos < self.floor:
             raise CursorExpired("cursor is older than the retained history")
         out = []
-        for _, event in reversed(self.events):
-            if event.pos <= pos:
+        for entry in reversed(self.events):
+            if entry[1] <= pos:
                 break
-            out.append(event)
+            out.append(revived(entry))
         out.reverse()
         return out
 
@@ -60,8 +79,9 @@ class History:
         log = self.users.get(event.user_id)
         if log is None:
             log = self.users[event.user_id] = Log(self.per_user)
-        log.append(event, now)
-        self.everything.append(event, now)
+        entry = retained(event, now)  # one tuple shared by both logs
+        log.keep(entry)
+        self.everything.keep(entry)
 
     def since(self, pos: Position, user_id: str | None,
               job_ids: Iterable[str] | None = None) -> list[Event]:
