@@ -25,6 +25,8 @@ class Event:
     # True for a progress-only update: it may be conflated, and shed by a slow consumer.
     progress_only: bool = False
     _text: str | None = field(default=None, repr=False)
+    # The WebSocket frame, made by that transport on first send: one for every recipient.
+    ws_frame: bytes | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:

@@ -28,6 +28,7 @@ from ..protocol import (
 from ..ratelimit import TokenBucket
 from ..service import Service
 from ..session import CloseReason, Session
+from . import frames
 from .origin import origin_allowed
 
 log = logging.getLogger("jobwire.websocket")
@@ -127,23 +128,35 @@ class Connection:
         self.service = service
         self.ws = ws
         self.conn_id = secrets.token_hex(4)
-        self.wakeup = asyncio.Event()
-        # Per connection: the reader (the endpoint) and one writer task. Heartbeats come from
-        # one service-wide loop, expiry is a timer, and the guard starts only on a close:
-        # fewer tasks per socket is less memory with thousands of them.
+        self.loop = asyncio.get_running_loop()
+        # Per connection there is one task, the reader (the endpoint). Outgoing messages are
+        # written by a callback scheduled when the outbox fills (or, on a server whose
+        # connection cannot be written to directly, by a writer task over ASGI). Heartbeats
+        # come from one service-wide loop, expiry is a timer, and a close gets a task of its
+        # own only when it happens: with thousands of sockets, every task per socket counts.
+        self.protocol = frames.server_protocol(ws)
+        self.flush_pending = False
+        self.resumer: asyncio.Task[None] | None = None  # waits for a paused socket to drain
+        self.wakeup: asyncio.Event | None = None
         self.writer: asyncio.Task[None] | None = None
-        self.guard: asyncio.Task[None] | None = None
+        self.closer: asyncio.Task[None] | None = None
         self.expiry: asyncio.TimerHandle | None = None
         rate = service.settings.max_messages_per_second
         self.bucket = TokenBucket(rate, 2 * rate) if rate > 0 else None
         self.strikes = 0  # refused messages in a row
+        if self.protocol is None:
+            self.wakeup = asyncio.Event()
         self.session: Session = service.open_session(principal, "websocket", self._wake)
 
     def _wake(self) -> None:
-        self.wakeup.set()
-        # (While the session is being opened, there is no writer yet and nothing to guard.)
-        if self.writer is not None and self.guard is None and self.session.closed is not None:
-            self.guard = asyncio.ensure_future(self._guard(self.writer))
+        if self.session.closed is not None:
+            if self.closer is None:
+                self.closer = asyncio.ensure_future(self._close())
+        elif self.wakeup is not None:
+            self.wakeup.set()
+        elif not self.flush_pending:
+            self.flush_pending = True
+            self.loop.call_soon(self._flush)
 
     async def run(self) -> None:
         p = self.session.principal
@@ -157,7 +170,8 @@ class Connection:
             log.log(level, "connection closed", extra={**fields, "reason": reason})
 
     async def _run(self) -> None:
-        self.writer = asyncio.create_task(self._writer())
+        if self.wakeup is not None:
+            self.writer = asyncio.create_task(self._asgi_writer(self.wakeup))
         self._schedule_expiry()
         try:
             await self._reader()
@@ -165,7 +179,7 @@ class Connection:
             self.service.close_session(self.session)
             if self.expiry is not None:
                 self.expiry.cancel()
-            tasks = [t for t in (self.writer, self.guard) if t is not None]
+            tasks = [t for t in (self.writer, self.resumer, self.closer) if t is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -192,8 +206,8 @@ class Connection:
                 log.exception("failed to handle a client message")
                 session.send(dumps(InvalidMessage("message could not be processed")
                                    .to_message()))
-        # Closed by the session (slow, expired, shutdown): the writer sends the close frame.
-        await self._wait_writer_closed()
+        # Closed by the session (slow, expired, shutdown): the closer sends the close frame.
+        await self._wait_closed()
 
     def _refuse(self) -> None:
         """Over the message rate: an error per refused message, and the door for a client
@@ -205,7 +219,7 @@ class Connection:
         else:
             self.session.send(dumps(RateLimited("too many messages; slow down").to_message()))
 
-    async def _wait_writer_closed(self) -> None:
+    async def _wait_closed(self) -> None:
         with contextlib.suppress(Exception):
             while True:
                 message = await self.ws.receive()
@@ -237,16 +251,48 @@ class Connection:
         self._schedule_expiry()
         self.session.send(_authenticated(principal))
 
-    async def _writer(self) -> None:
-        ws, session, wakeup = self.ws, self.session, self.wakeup
+    # --- sending: frames written directly
+
+    def _flush(self) -> None:
+        """Everything in the outbox, in one write. A peer that stopped reading fills the
+        socket's buffer: then nothing is written, the outbox grows, and the session sheds
+        progress or closes as slow; a task waits for the buffer to drain meanwhile."""
+        self.flush_pending = False
+        session, protocol = self.session, self.protocol
+        if session.closed is not None or not session.outbox:
+            return
+        if frames.paused(protocol):
+            if self.resumer is None:
+                self.resumer = asyncio.ensure_future(self._resume())
+            return
+        items = session.drain()
+        if not frames.can_write(protocol):
+            return  # going away: the reader sees the disconnect
+        now = time.time()
+        observe = self.service.latency.observe
+        chunks = []
+        for item in items:
+            if isinstance(item, Event):
+                observe(now - item.pos[0] / 1000)
+                chunks.append(item.ws_frame or frames.event_frame(item))
+            else:
+                chunks.append(frames.text_frame(item))
+        protocol.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    async def _resume(self) -> None:
+        await self.protocol.writable.wait()
+        self.resumer = None
+        self._flush()
+
+    # --- sending: through ASGI, on other servers
+
+    async def _asgi_writer(self, wakeup: asyncio.Event) -> None:
+        ws, session = self.ws, self.session
         send = ws.send
-        try:
-            while True:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            while session.closed is None:
                 await wakeup.wait()
                 wakeup.clear()
-                if session.closed is not None:
-                    await _close(ws, CLOSE_CODES[session.closed], CLOSE_TEXT[session.closed])
-                    return
                 latency = self.service.latency
                 for item in session.drain():
                     if isinstance(item, Event):
@@ -255,16 +301,20 @@ class Connection:
                     else:
                         text = item.decode()
                     await send({"type": "websocket.send", "text": text})
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            session.close(CloseReason.SHUTDOWN)
+            return
+        session.close(CloseReason.SHUTDOWN)  # the connection failed under the writer
 
-    async def _guard(self, writer: asyncio.Task[None]) -> None:
-        """A peer that stopped reading blocks the writer on a full socket, so it cannot even
-        be sent a close frame: once its session is closed, give the close a moment, then
-        abort the connection."""
-        done, _ = await asyncio.wait([writer], timeout=CLOSE_GRACE_SECONDS)
-        if not done:
-            writer.cancel()
+    async def _close(self) -> None:
+        """Send the close frame for the session's close reason. A peer that stopped reading
+        cannot even take that: after a grace period its connection is cut."""
+        if self.writer is not None:
+            self.writer.cancel()
+        reason = self.session.closed
+        assert reason is not None
+        try:
+            await asyncio.wait_for(_close(self.ws, CLOSE_CODES[reason], CLOSE_TEXT[reason]),
+                                   CLOSE_GRACE_SECONDS)
+        except TimeoutError:
             abort_connection(self.ws)
 
     def _schedule_expiry(self) -> None:

@@ -1,0 +1,54 @@
+"""Writing WebSocket frames straight to the connection. Through ASGI, every message to every
+client is a dict, three layers of calls and its own socket write; under uvicorn's
+websockets-sansio server a connection can instead be written to directly: each event is
+framed once (by the websockets library) and the same bytes go to every recipient, and all
+the frames waiting for one client go out in a single write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.websockets import WebSocket
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+from ..events import Event
+
+try:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+except ImportError:  # another server, or an older uvicorn: the ASGI path is used
+    WebSocketsSansIOProtocol = None
+
+
+def text_frame(data: bytes) -> bytes:
+    """A server's (unmasked, uncompressed) text frame carrying `data`."""
+    return Frame(Opcode.TEXT, data).serialize(mask=False)
+
+
+def event_frame(event: Event) -> bytes:
+    frame = event.ws_frame
+    if frame is None:
+        frame = event.ws_frame = text_frame(event.text.encode())
+    return frame
+
+
+def server_protocol(ws: WebSocket) -> Any | None:
+    """The server's protocol object under `ws` when frames can be written to it directly:
+    uvicorn's websockets-sansio implementation, with permessage-deflate off (a compressed
+    connection needs every frame to go through its compressor)."""
+    send = ws.scope.get("jobwire.server_send")
+    protocol = getattr(send, "__self__", None)
+    if (WebSocketsSansIOProtocol is None or not isinstance(protocol, WebSocketsSansIOProtocol)
+            or protocol.conn.extensions):
+        return None
+    return protocol
+
+
+def can_write(protocol: Any) -> bool:
+    """Open, not closing, and not past the close handshake."""
+    return protocol.conn.state is State.OPEN and not protocol.transport.is_closing()
+
+
+def paused(protocol: Any) -> bool:
+    """The socket's buffer is full: the peer is not reading."""
+    return not protocol.writable.is_set()
