@@ -3,7 +3,6 @@ has reached, and a bounded outbox. Pure: the transport drains the outbox and doe
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from enum import Enum
 
@@ -31,7 +30,7 @@ class Session:
         self.job_ids: set[str] = set()
         self.all_of: set[str] = set()  # users whose every job is subscribed
         self.watch_all = False  # an admin's subscription to every job
-        self.outbox: deque[Outgoing] = deque()
+        self.outbox: list[Outgoing] = []  # a list, not a deque: 56 bytes, not 600, when empty
         self.max_outbox = max_outbox
         self.floor: Position = START  # newest position handed to the outbox
         self.syncing = False
@@ -115,11 +114,10 @@ class Session:
             kept.append(item)
         kept.reverse()
         self.shed += len(self.outbox) - len(kept)
-        self.outbox = deque(kept)
+        self.outbox = kept
 
     def drain(self) -> list[Outgoing]:
-        items = list(self.outbox)
-        self.outbox.clear()
+        items, self.outbox = self.outbox, []
         return items
 
     def close(self, reason: CloseReason) -> None:

@@ -1,5 +1,5 @@
 """WebSocket transport, `GET /ws/jobs`: authenticate (handshake token or in-band `auth`),
-then read client messages while a writer task drains the session's outbox."""
+then read client messages; what the session queues is written out as it comes (frames.py)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from .origin import origin_allowed
 
 log = logging.getLogger("jobwire.websocket")
 
+WS_PATH = "/ws/jobs"
 NOTABLE = (CloseReason.SLOW, CloseReason.RATE_LIMITED)  # closes worth an info line
 CLOSE_GRACE_SECONDS = 2.0  # for a closing frame to get out before the connection is cut
 CLOSE_CODES = {CloseReason.SLOW: 4000, CloseReason.EXPIRED: 4401, CloseReason.SHUTDOWN: 1012,
