@@ -10,7 +10,6 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 from websockets.frames import Frame, Opcode
-from websockets.protocol import State
 
 from ..events import Event
 
@@ -35,20 +34,11 @@ def event_frame(event: Event) -> bytes:
 def server_protocol(ws: WebSocket) -> Any | None:
     """The server's protocol object under `ws` when frames can be written to it directly:
     uvicorn's websockets-sansio implementation, with permessage-deflate off (a compressed
-    connection needs every frame to go through its compressor)."""
+    connection needs every frame to go through its compressor). The writer uses its
+    `transport`, `writable` (cleared while the socket's buffer is full) and `close_sent`."""
     send = ws.scope.get("jobwire.server_send")
     protocol = getattr(send, "__self__", None)
     if (WebSocketsSansIOProtocol is None or not isinstance(protocol, WebSocketsSansIOProtocol)
             or protocol.conn.extensions):
         return None
     return protocol
-
-
-def can_write(protocol: Any) -> bool:
-    """Open, not closing, and not past the close handshake."""
-    return protocol.conn.state is State.OPEN and not protocol.transport.is_closing()
-
-
-def paused(protocol: Any) -> bool:
-    """The socket's buffer is full: the peer is not reading."""
-    return not protocol.writable.is_set()

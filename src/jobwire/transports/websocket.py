@@ -262,12 +262,13 @@ class Connection:
         session, protocol = self.session, self.protocol
         if session.closed is not None or not session.outbox:
             return
-        if frames.paused(protocol):
+        if not protocol.writable.is_set():
             if self.resumer is None:
                 self.resumer = asyncio.ensure_future(self._resume())
             return
         items = session.drain()
-        if not frames.can_write(protocol):
+        transport = protocol.transport
+        if protocol.close_sent or transport.is_closing():
             return  # going away: the reader sees the disconnect
         now = time.time()
         observe = self.service.latency.observe
@@ -278,7 +279,7 @@ class Connection:
                 chunks.append(item.ws_frame or frames.event_frame(item))
             else:
                 chunks.append(frames.text_frame(item))
-        protocol.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     async def _resume(self) -> None:
         await self.protocol.writable.wait()
