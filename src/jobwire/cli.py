@@ -13,6 +13,7 @@ from typing import Any
 
 from .config import Settings, env_name
 from .errors import ConfigError, JobwireError
+from .workers import Supervisor, shared_socket, worker_index
 
 
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -49,11 +50,21 @@ def _run(settings: Settings, on_start: Any = None) -> None:
         log_level=settings.log_level, access_log=False, server_header=False,
         log_config=uvicorn_log_config(settings.log_level, settings.log_format))
     tune_garbage_collector()
-    DrainingServer(config, app.state.service).run()
+    server = DrainingServer(config, app.state.service)
+    if worker_index() is not None:  # one of several: the port is shared
+        server.run(sockets=[shared_socket(settings.host, settings.port)])
+    else:
+        server.run()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _run(_settings(args))
+    settings = _settings(args)
+    if settings.workers > 1:
+        from .logs import configure as configure_logs
+
+        configure_logs(settings.log_level, settings.log_format)
+        return Supervisor(settings).run()
+    _run(settings)
     return 0
 
 
@@ -62,7 +73,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import USERS, run_crawler
 
     secret = secrets.token_urlsafe(32)
-    settings = _settings(args, secret=secret, jwt_algorithm="HS256")
+    settings = _settings(args, secret=secret, jwt_algorithm="HS256", workers=1)
     auth = JwtAuth(secret=secret)
     base = f"http://{settings.host}:{settings.port}"
     print(f"jobwire demo on {base}: a simulated crawler runs jobs for {', '.join(USERS)}.\n")

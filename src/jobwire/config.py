@@ -21,6 +21,7 @@ def _setting(default: Any, help: str, minimum: float | None = None) -> Any:
 class Settings:
     host: str = _setting("127.0.0.1", "address to listen on")
     port: int = _setting(3000, "port to listen on", 0)
+    workers: int = _setting(1, "server processes sharing the port; above 1 needs Redis", 1)
     secret: str | None = _setting(None, "HMAC secret that signs tokens (required for HS*)")
     jwt_algorithm: str = _setting("HS256", "JWT algorithm: HS256/384/512, RS256…, ES256…")
     jwt_public_key: str | None = _setting(None, "PEM public key (or @path) for RS*/ES*")
@@ -79,6 +80,12 @@ class Settings:
             raise ConfigError(f"JOBWIRE_LOG_FORMAT={self.log_format!r}: text or json")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"JOBWIRE_LOG_LEVEL={self.log_level!r}: debug, info, warning, error")
+        if self.workers > 1 and self.redis_url is None:
+            raise ConfigError(f"JOBWIRE_WORKERS={self.workers} needs JOBWIRE_REDIS_URL: the "
+                              "in-process broker cannot be shared between processes")
+        if self.workers > 1 and self.port == 0:
+            raise ConfigError(f"JOBWIRE_WORKERS={self.workers} needs a fixed JOBWIRE_PORT: "
+                              "with port 0 each worker would listen on a port of its own")
         if self.redis_url is not None and not self.redis_url.startswith(
                 ("redis://", "rediss://", "unix://", "redis+sentinel://")):
             raise ConfigError(f"JOBWIRE_REDIS_URL={self.redis_url!r}: use redis://host:port/db, "
