@@ -24,6 +24,7 @@ from .config import Settings
 from .errors import JobwireError
 from .service import Service
 from .transports import longpoll, poll, publish, sse
+from .transports.frames import Flusher
 from .transports.http import (
     JSONResponse,
     http_error_handler,
@@ -107,6 +108,7 @@ def create_app(settings: Settings, *, on_start: Hook | None = None,
                      exception_handlers={JobwireError: jobwire_error_handler,
                                          HTTPException: http_error_handler})
     app.state.service = service
+    app.state.ws_flusher = Flusher()
     app.direct_websockets = "websocket" in enabled
     return app
 

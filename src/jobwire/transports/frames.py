@@ -6,12 +6,17 @@ the frames waiting for one client go out in a single write."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket
 from websockets.frames import Frame, Opcode
 
 from ..events import Event
+
+log = logging.getLogger("jobwire.websocket")
 
 try:
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -42,3 +47,25 @@ def server_protocol(ws: WebSocket) -> Any | None:
             or protocol.conn.extensions):
         return None
     return protocol
+
+
+class Flusher:
+    """Runs the writes that wake-ups asked for, all in one callback after the current one (a
+    publish, often of a whole batch) returns: one scheduled callback per loop iteration
+    rather than one per connection."""
+
+    def __init__(self) -> None:
+        self.pending: list[Callable[[], None]] = []
+
+    def add(self, flush: Callable[[], None]) -> None:
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self._run)
+        self.pending.append(flush)
+
+    def _run(self) -> None:
+        pending, self.pending = self.pending, []
+        for flush in pending:
+            try:
+                flush()
+            except Exception:  # one connection's failure must not cost the others theirs
+                log.exception("failed to write to a WebSocket")

@@ -129,13 +129,13 @@ class Connection:
         self.service = service
         self.ws = ws
         self.conn_id = secrets.token_hex(4)
-        self.loop = asyncio.get_running_loop()
         # Per connection there is one task, the reader (the endpoint). Outgoing messages are
         # written by a callback scheduled when the outbox fills (or, on a server whose
         # connection cannot be written to directly, by a writer task over ASGI). Heartbeats
         # come from one service-wide loop, expiry is a timer, and a close gets a task of its
         # own only when it happens: with thousands of sockets, every task per socket counts.
         self.protocol = frames.server_protocol(ws)
+        self.flusher: frames.Flusher = ws.app.state.ws_flusher
         self.flush_pending = False
         self.resumer: asyncio.Task[None] | None = None  # waits for a paused socket to drain
         self.wakeup: asyncio.Event | None = None
@@ -157,7 +157,7 @@ class Connection:
             self.wakeup.set()
         elif not self.flush_pending:
             self.flush_pending = True
-            self.loop.call_soon(self._flush)
+            self.flusher.add(self._flush)
 
     async def run(self) -> None:
         p = self.session.principal
