@@ -51,10 +51,17 @@ class Hub:
         """Deliver `event` to every session that subscribed to it and may see it."""
         by_job = self.by_job.get(event.job_id)
         by_user = self.by_user.get(event.user_id)
-        groups = [g for g in (by_job, by_user, self.everything) if g]
-        if not groups:
+        everything = self.everything
+        # Mostly one group holds every recipient: iterate it as it is, without a union.
+        if by_job:
+            recipients = by_job.union(by_user or (), everything) if by_user or everything \
+                else by_job
+        elif by_user:
+            recipients = by_user | everything if everything else by_user
+        elif everything:
+            recipients = everything
+        else:
             return 0
-        recipients = groups[0] if len(groups) == 1 else set().union(*groups)
         owner = event.user_id
         count = 0
         for session in recipients:

@@ -39,17 +39,14 @@ class Status(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
-    @property
-    def terminal(self) -> bool:
-        return self in _TERMINAL
-
-    @property
-    def rank(self) -> int:
-        """Lifecycle order: queued → processing → terminal; a job never moves backwards."""
-        return 2 if self.terminal else (1 if self is Status.PROCESSING else 0)
+    # Set on each member below: plain attributes, read several times per published update.
+    terminal: bool
+    rank: int  # lifecycle order: queued → processing → terminal; a job never moves back
 
 
-_TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+for _status in Status:
+    _status.terminal = _status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+    _status.rank = 2 if _status.terminal else (1 if _status is Status.PROCESSING else 0)
 
 
 class JobUpdate(BaseModel):
