@@ -423,7 +423,9 @@ class RedisBroker(Broker):
                 if not ready.done():
                     ready.set_result(None)
                 while True:
-                    message = await pubsub.get_message(timeout=1.0)
+                    # Blocking, with no timeout: a timed read costs a timeout context per
+                    # message. A lost connection still raises, into the recovery below.
+                    message = await pubsub.get_message(timeout=None)
                     if message is not None and message["type"] == "message":
                         self._route(message["data"])
             except asyncio.CancelledError:
