@@ -157,7 +157,7 @@ class RedisBroker(Broker):
 
     async def _publish_batch(self, updates: list[JobUpdate]) -> list[Ack | JobwireError]:
         """A batch in two round trips: read every job it touches, apply the updates in order
-        with the pure state machine, then commit them all in one pipeline. A job that moved
+        with the pure state machine, then commit them all in one script call. A job that moved
         meanwhile (another instance) fails its commits and its updates are recomputed."""
         results: list[Ack | JobwireError | None] = [None] * len(updates)
         todo = list(range(len(updates)))
@@ -184,11 +184,7 @@ class RedisBroker(Broker):
                 books[update.jobId] = (version, book, bumps + 1)
                 planned.append((i, ack, event, job.event,
                                 self._commit_call(job, expected, event, remember)))
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for *_, call in planned:
-                    keys, args = call
-                    await self._commit(keys=keys, args=args, client=pipe)
-                replies = await pipe.execute()
+            replies = await self._commit_all([call for *_, call in planned]) if planned else []
             failed: set[str] = set()
             real: dict[tuple[str, str], str] = {}  # (job, placeholder id) -> the real id
             retry = []
@@ -266,34 +262,39 @@ class RedisBroker(Broker):
             if event is None:
                 return
             remember = [e for e, (i, _) in job.event_ids.items() if is_placeholder(i)]
-            keys, args = self._commit_call(job, version or "", event, remember)
-            reply = await self._commit(keys=keys, args=args)
+            (reply,) = await self._commit_all(
+                [self._commit_call(job, version or "", event, remember)])
             if reply[0]:
                 self.published += 1
                 return
         log.warning("job %s is too contended to deliver its waiting update", job_id)
 
     def _commit_call(self, job: Job, expected: str, event: Event | None,
-                     remember: list[str]) -> tuple[list[str], list[Any]]:
-        """Keys and arguments of commit.lua for `job`'s new state (and event)."""
+                     remember: list[str]) -> list[Any]:
+        """One commit of commit.lua: `job`'s new state (and event), as strings."""
         status: Status = job.fields["status"]
-        event_json = b""
+        event_json = ""
         channel = self.channels[1]
         if event is not None:
             payload = {k: v for k, v in event.payload.items() if k != "id"}
-            event_json = orjson.dumps(payload)
+            event_json = orjson.dumps(payload).decode()
             channel = (self.channels[2] if payload["type"] == JOB_COMPLETED
                        else self.channels[1] if event.progress_only else self.channels[0])
         processing = status is Status.PROCESSING and not job.stalled
-        keys = [self._job(job.job_id), self._global_stream, self._user_stream(job.user_id),
-                f"{self._job(job.job_id)}:eids", f"{self.prefix}jobs:u:{job.user_id}",
-                f"{self.prefix}jobs:all", f"{self.prefix}processing"]
-        args = [expected, orjson.dumps(job_to_state(job)), event_json, channel,
-                self.history_size, self.global_history_size, job.job_id,
+        job_key = self._job(job.job_id)
+        return [job_key, self._user_stream(job.user_id), f"{job_key}:eids",
+                f"{self.prefix}jobs:u:{job.user_id}", expected,
+                orjson.dumps(job_to_state(job)).decode(), event_json, channel,
+                str(self.history_size), str(self.global_history_size), job.job_id,
                 repr(job.last_update_at) if processing else "",
-                int(self.ttl) if status.terminal else "",
-                "1" if event is not None and event.progress_only else "0", job.seq, *remember]
-        return keys, args
+                str(int(self.ttl)) if status.terminal else "",
+                "1" if event is not None and event.progress_only else "0", str(job.seq),
+                remember]
+
+    async def _commit_all(self, commits: list[list[Any]]) -> list[Any]:
+        """Run commits in order, in one script call: a reply per commit."""
+        keys = [self._global_stream, f"{self.prefix}jobs:all", f"{self.prefix}processing"]
+        return await self._commit(keys=keys, args=[orjson.dumps(commits)])
 
     async def _await_replicas(self) -> None:
         """Durable mode: answer only once replicas hold the write, so an acknowledged

@@ -1,38 +1,47 @@
--- Commit one job's new state, and its event if it has one, atomically.
--- The caller computed the new state from version ARGV[1]; if the job moved on since, nothing
--- is written and {0} comes back, and the caller recomputes (optimistic concurrency).
--- KEYS: 1 job hash, 2 global stream, 3 user stream, 4 eventId hash, 5 user's job set,
---       6 all-jobs set, 7 processing zset
--- ARGV: 1 expected version ('' = new job), 2 state JSON, 3 event JSON without id ('' = none),
---       4 channel, 5 user stream maxlen, 6 global stream maxlen, 7 job id,
---       8 processing score ('' = not processing), 9 seconds to keep an ended job ('' = keep),
---       10 '1' if the event is progress-only, 11 seq of the job's latest event,
---       12.. eventIds that now resolve to the job's latest event
-local version = redis.call('HGET', KEYS[1], 'v')
-if (version or '') ~= ARGV[1] then
-  return {0}
+-- Commit a batch of jobs' new states, and their events, atomically and in order. Each commit
+-- was computed from its job's version: one whose job moved on since (another instance) writes
+-- nothing and answers {0}, and so does every later commit of that job in the batch; the
+-- caller recomputes them (optimistic concurrency). One call per batch, with the commits as one
+-- JSON argument: far cheaper for the caller than a command with 18 arguments per update.
+-- KEYS: 1 global stream, 2 all-jobs set, 3 processing zset
+-- ARGV: 1 JSON array of commits, each an array of strings:
+--   1 job hash, 2 user stream, 3 eventId hash, 4 user's job set,
+--   5 expected version ('' = new job), 6 state JSON, 7 event JSON without id ('' = none),
+--   8 channel, 9 user stream maxlen, 10 global stream maxlen, 11 job id,
+--   12 processing score ('' = not processing), 13 seconds to keep an ended job ('' = keep),
+--   14 '1' if the event is progress-only, 15 seq of the job's latest event,
+--   16 (an array) eventIds that now resolve to the job's latest event
+-- Returns, per commit: {0}, or {1, id of the job's latest event (false: none yet)}.
+local replies = {}
+for n, c in ipairs(cjson.decode(ARGV[1])) do
+  local version = redis.call('HGET', c[1], 'v')
+  if (version or '') ~= c[5] then
+    replies[n] = {0}
+  else
+    local id = redis.call('HGET', c[1], 'id')
+    if c[7] ~= '' then
+      id = redis.call('XADD', KEYS[1], 'MAXLEN', c[10], '*', 'e', c[7], 'p', c[14])
+      redis.call('XADD', c[2], 'MAXLEN', c[9], id, 'e', c[7], 'p', c[14])
+      redis.call('PUBLISH', c[8], id .. ' ' .. c[14] .. ' ' .. c[7])
+    end
+    redis.call('HSET', c[1], 'v', (tonumber(version) or 0) + 1, 's', c[6], 'id', id or '')
+    for _, eid in ipairs(c[16]) do
+      redis.call('HSET', c[3], eid, id .. ' ' .. c[15])
+    end
+    if c[5] == '' then
+      redis.call('SADD', c[4], c[11])
+      redis.call('SADD', KEYS[2], c[11])
+    end
+    if c[12] ~= '' then
+      redis.call('ZADD', KEYS[3], c[12], c[11])
+    else
+      redis.call('ZREM', KEYS[3], c[11])
+    end
+    if c[13] ~= '' then
+      redis.call('EXPIRE', c[1], c[13])
+      redis.call('EXPIRE', c[3], c[13])
+    end
+    replies[n] = {1, id or false}
+  end
 end
-local id = redis.call('HGET', KEYS[1], 'id')
-if ARGV[3] ~= '' then
-  id = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], '*', 'e', ARGV[3], 'p', ARGV[10])
-  redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[5], id, 'e', ARGV[3], 'p', ARGV[10])
-  redis.call('PUBLISH', ARGV[4], id .. ' ' .. ARGV[10] .. ' ' .. ARGV[3])
-end
-redis.call('HSET', KEYS[1], 'v', (tonumber(version) or 0) + 1, 's', ARGV[2], 'id', id or '')
-for i = 12, #ARGV do
-  redis.call('HSET', KEYS[4], ARGV[i], id .. ' ' .. ARGV[11])
-end
-if ARGV[1] == '' then
-  redis.call('SADD', KEYS[5], ARGV[7])
-  redis.call('SADD', KEYS[6], ARGV[7])
-end
-if ARGV[8] ~= '' then
-  redis.call('ZADD', KEYS[7], ARGV[8], ARGV[7])
-else
-  redis.call('ZREM', KEYS[7], ARGV[7])
-end
-if ARGV[9] ~= '' then
-  redis.call('EXPIRE', KEYS[1], ARGV[9])
-  redis.call('EXPIRE', KEYS[4], ARGV[9])
-end
-return {1, id or false}
+return replies
