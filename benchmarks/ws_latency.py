@@ -22,7 +22,7 @@ second); each job's last update is `completed`. Publishing is paced by an absolu
 (a batch every 10 ms); overdue batches go out merged, so the rate stays on target.
 
     .venv/bin/python benchmarks/ws_latency.py [--clients 100] [--rate 1000] [--duration 10]
-                                               [--instances 1] [--json]
+                                               [--instances 1] [--processes 1] [--json]
                                                [--transport websocket|sse|longpoll|poll|mixed]
 
 Exit status: 0 when every expected event arrived and nothing was refused, 1 otherwise,
@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> Options:
                         "(default 1: one instance, in-process broker)")
     p.add_argument("--transport", choices=["websocket", *CHOICES], default="websocket",
                    help="the clients' transport (default websocket)")
+    p.add_argument("--processes", type=int, default=1,
+                   help="the load generator's reader processes (default 1: in the process "
+                        "that publishes; see `jobwire loadtest --processes`)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if args.instances > 1 and not shutil.which("redis-server"):
@@ -57,7 +60,7 @@ def parse_args(argv: list[str] | None) -> Options:
                 rate=args.rate, duration=args.duration, json=args.json,
                 transport="ws" if args.transport == "websocket" else args.transport,
                 concurrent=max(1, args.clients), progress=sys.stderr.isatty(),
-                title="latency benchmark")
+                processes=args.processes, title="latency benchmark")
     problems = validate(o)
     if problems:
         p.error("; ".join(problems))

@@ -76,11 +76,40 @@ def test_forced_disconnects_resume_without_loss(target: Server) -> None:
     assert r["unexpectedDrops"] == 0
 
 
-def test_a_wrong_secret_fails_clearly(target: Server) -> None:
+@pytest.mark.parametrize("transport", ["ws", "mixed"])
+def test_reader_processes_deliver_everything_and_add_up(target: Server, transport: str) -> None:
+    args = ["--transport", transport, "--processes", "2"]
+    if transport == "mixed":
+        args += ["--disconnect-every", "6", "--disconnect-interval", "0.4s"]
+    status, r, stderr = loadtest(target, *args)
+    assert status == 0, (r["warnings"], r["problems"], stderr)
+    assert_complete(r)
+    gen = r["loadgen"]
+    publisher, *readers = gen["processes"]
+    assert publisher["role"] == "publisher" and publisher["clients"] == 0
+    assert [p["role"] for p in readers] == ["readers", "readers"]
+    assert [p["clients"] for p in readers] == [24, 24]
+    assert len({p["pid"] for p in gen["processes"]}) == 3
+    assert all(p["cpuSeconds"] > 0 for p in gen["processes"])
+    assert gen["cpuSeconds"] == pytest.approx(sum(p["cpuSeconds"] for p in gen["processes"]),
+                                              abs=0.01)
+    assert gen["loopLagMs"]["n"] >= sum(p["loopLagMs"]["n"] for p in readers) > 0
+    assert r["latencyMs"]["n"] == r["eventsReceived"] > 0  # every worker's latencies merged
+    if transport == "mixed":
+        for part in r["byTransport"].values():  # each worker has a quarter of each transport
+            assert part["connected"] == 12
+            assert part["eventsDelivered"] == part["eventsExpected"] > 0
+        d = r["disconnects"]
+        assert d["forced"] >= 12 and d["reconnected"] == d["forced"] and d["failed"] == 0
+        assert d["reconnectMs"]["n"] == d["forced"]
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_wrong_secret_fails_clearly(target: Server, processes: str) -> None:
     env = {**os.environ, "JOBWIRE_SECRET": "not-the-secret-" + "y" * 32}
     proc = subprocess.run(
         [sys.executable, "-m", "jobwire.cli", "loadtest", "--url", target.url,
-         "--connections", "3", "--duration", "1", "--json"],
+         "--connections", "3", "--duration", "1", "--json", "--processes", processes],
         env=env, capture_output=True, timeout=RUN_TIMEOUT, check=False)
     assert proc.returncode == 2, proc.stdout
     assert b"no connection succeeded" in proc.stderr and b"4401" in proc.stderr

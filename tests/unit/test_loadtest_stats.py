@@ -54,6 +54,8 @@ def test_valid_options_pass() -> None:
     assert validate(ok_options()) == []
     assert validate(Options(spawn=True)) == []  # spawn: no url, no secret needed
     assert validate(ok_options(transport="mixed", disconnect_every=10)) == []
+    assert validate(ok_options(processes=4, ws_client="websockets")) == []
+    assert validate(Options(spawn=True, instances=2, processes=2)) == []
 
 
 @pytest.mark.parametrize(("changes", "fragment"), [
@@ -72,6 +74,10 @@ def test_valid_options_pass() -> None:
     ({"disconnect_every": 1000}, "below --connections"),
     ({"poll_interval": 0}, "--poll-interval"),
     ({"server_pids": [2**22 + 12345]}, "no such process"),
+    ({"processes": 0}, "--processes must be at least 1"),
+    ({"processes": 1001}, "--processes must not be above --connections"),
+    ({"ws_client": "aiohttp"}, "--ws-client"),
+    ({"instances": 2}, "--instances is for --spawn"),
 ])
 def test_invalid_options_are_named(changes: dict[str, object], fragment: str) -> None:
     problems = validate(ok_options(**changes))

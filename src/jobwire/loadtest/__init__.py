@@ -11,6 +11,10 @@ job states, so the states between two polls are counted as superseded, not lost)
 even split over the four). With --disconnect-every N, N random connections are force-closed
 every --disconnect-interval and must reconnect and resume from their cursor without loss.
 
+Readers run in this process by default; --processes N splits them over N worker processes
+(each its own event loop) while this one publishes and orchestrates, and merges their counts:
+the load generator's CPU is that of every process, and each is checked for saturation.
+
 Tokens are minted with the server's secret (--secret or JOBWIRE_SECRET; HS256 unless
 JOBWIRE_JWT_ALGORITHM and JOBWIRE_JWT_PRIVATE_KEY say otherwise). Every run uses fresh users
 (lt<run id>-u<i>) and jobs; each job ends `completed`. They stay on the server like any job,
@@ -35,7 +39,7 @@ import os
 import sys
 from typing import Any
 
-from .options import CHOICES, Options, parse_duration, validate
+from .options import CHOICES, WS_CLIENTS, Options, parse_duration, validate
 
 
 def register(sub: Any) -> None:
@@ -82,9 +86,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="time allowed for all connections to be made (default 60s)")
     p.add_argument("--server-pid", type=int, action="append", default=[], metavar="PID",
                    help="a local server process whose CPU and memory to report (repeatable)")
+    p.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="reader processes: with 1 (the default) the readers share this "
+                        "process's event loop with the publisher; with N above 1 they are "
+                        "split over N worker processes, each its own event loop, while this "
+                        "one publishes and orchestrates (use it when the report says the load "
+                        "generator is the bottleneck; at most one per spare core)")
+    p.add_argument("--ws-client", choices=WS_CLIENTS, default="",
+                   help="the ws readers' WebSocket library (default picows, if installed: "
+                        "it costs less CPU per message than websockets)")
     p.add_argument("--spawn", action="store_true",
                    help="start a private local `jobwire serve` (random secret, free port) "
                         "and test it, to try this out")
+    p.add_argument("--instances", type=int, default=1, metavar="N",
+                   help="with --spawn: start N instances sharing a private redis-server "
+                        "(needs redis-server on the PATH; default 1, in-process broker)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -97,7 +113,8 @@ def options_from(args: argparse.Namespace) -> Options:
         disconnect_every=args.disconnect_every, disconnect_interval=args.disconnect_interval,
         poll_interval=args.poll_interval, connect_timeout=args.connect_timeout,
         server_pids=list(args.server_pid), spawn=args.spawn, json=args.json,
-        progress=sys.stderr.isatty())
+        progress=sys.stderr.isatty(), processes=args.processes, ws_client=args.ws_client,
+        instances=args.instances)
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
-"""The simulated readers: one class per transport, each one user's connection following all its
-jobs. Each runs until closed: it connects (subscribes), receives, and after any drop (forced by
-the load test, or not) reconnects and resumes from its cursor, as the browser library does.
+"""The simulated readers: one class per transport (the WebSocket ones are in ws.py), each one
+user's connection following all its jobs. Each runs until closed: it connects (subscribes),
+receives, and after any drop (forced by the load test, or not) reconnects and resumes from its
+cursor, as the browser library does.
 Every message is accounted in the transport's Tally: latency, per-job seq (gaps, duplicates),
 ownership."""
 
@@ -15,13 +16,13 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ..client.sse import messages as sse_messages
+from .http1 import Connection, Response
 from .stats import Tally
 
 REQUEST_TIMEOUT = 10.0  # a connection, a subscribe, one request
@@ -30,7 +31,6 @@ STREAM_READ_TIMEOUT = 60.0  # a stream silent this long failed (heartbeats every
 LONGPOLL_WAIT = 25  # the `timeout` of each long-poll, seconds
 DOWNTIME = (0.1, 0.5)  # seconds offline after a forced disconnect, before reconnecting
 MAX_FAILURES = 5  # consecutive failed attempts after which a client gives up
-WS_PATH = "/ws/jobs"
 SSE_PATH = "/api/v2/jobs/stream"
 LONGPOLL_PATH = "/api/v2/jobs/poll"
 POLL_PATH = "/api/v2/jobs/status"
@@ -50,15 +50,17 @@ class Refused(Exception):
     """Refused for good (a bad token, a disabled transport): not retried."""
 
 
-def status_error(what: str, r: httpx.Response) -> Exception:
-    if r.status_code == 429:
+def status_error(what: str, status: int, retry_after: str | None, text: str) -> Exception:
+    """What an unexpected answer means: a rate limit to wait out, a refusal for good, or a
+    failure to retry."""
+    if status == 429:
         try:
-            retry = float(r.headers.get("Retry-After", "1"))
+            retry = float(retry_after or "1")
         except ValueError:
             retry = 1.0
         return RateLimited(what, retry)
-    text = f"{what} answered {r.status_code}: {r.text[:200]}"
-    return Refused(text) if r.status_code in (401, 403, 404, 405) else RuntimeError(text)
+    message = f"{what} answered {status}: {text[:200]}"
+    return Refused(message) if status in (401, 403, 404, 405) else RuntimeError(message)
 
 
 @functools.cache
@@ -204,78 +206,10 @@ class Client(abc.ABC):
         await self.shutdown()
 
 
-class WsClient(Client):
-    """`GET /ws/jobs?token=…`, then `subscribe` `all: true` (with `lastEventId` to resume)."""
-
-    transport = "ws"
-
-    def __init__(self, user: str, base_url: str, token: str, tally: Tally):
-        super().__init__(user, base_url, token, tally)
-        self.ws: ClientConnection | None = None
-        self.url = ("ws" + self.base_url.removeprefix("http")) + f"{WS_PATH}?token={token}"
-
-    async def send_subscribe(self, ws: ClientConnection) -> None:
-        msg: dict[str, Any] = {"type": "subscribe", "all": True}
-        if self.cursor:
-            msg["lastEventId"] = self.cursor
-        await ws.send(orjson.dumps(msg).decode())
-
-    async def open(self) -> None:
-        try:
-            self.ws = ws = await connect(
-                self.url, open_timeout=REQUEST_TIMEOUT, close_timeout=CLOSE_TIMEOUT,
-                max_size=2**22, ssl=ssl_context() if self.url.startswith("wss:") else None)
-            await self.send_subscribe(ws)
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                while True:
-                    msg = orjson.loads(await ws.recv())
-                    kind = msg.get("type")
-                    if kind == "subscribed":
-                        self.subscribed(msg, expired=False)
-                        return
-                    if kind == "error":
-                        expired = msg.get("code") == "cursor_expired"
-                        if self.subscribe_error(msg):
-                            await asyncio.sleep(random.uniform(0.1, 0.5))
-                            await self.send_subscribe(ws)
-                        elif expired:
-                            self.cursor = None  # the snapshot's cursor is the next one
-        except ConnectionClosed as exc:
-            if exc.rcvd is not None and exc.rcvd.code == 4429:
-                raise RateLimited("connection", 1.0) from None
-            if exc.rcvd is not None and exc.rcvd.code in (4401, 1008):
-                raise Refused(f"closed {exc.rcvd.code} {exc.rcvd.reason}") from None
-            raise
-        except InvalidStatus as exc:
-            code = exc.response.status_code
-            if code == 429:
-                raise RateLimited("connection", 1.0) from None
-            raise Refused(f"handshake answered {code}") from None
-
-    async def receive(self) -> str:
-        ws = self.ws
-        assert ws is not None
-        message, loads, now = self.message, orjson.loads, time.time
-        async for raw in ws:
-            t = now()
-            message(loads(raw), t)
-        return f"closed: code {ws.close_code} {ws.close_reason or ''}".rstrip()
-
-    async def reset(self) -> None:
-        if self.ws is not None:
-            self.ws.transport.abort()  # abruptly, as a network failure would
-            self.ws = None
-
-    async def shutdown(self) -> None:
-        if self.ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ws.close(), CLOSE_TIMEOUT)
-            await self.reset()
-
-
 class HttpClient(Client):
-    """A reader over plain HTTP with the user's token in a header: its own httpx client and
-    connection (remade after a drop, so a reconnect is a new TCP connection)."""
+    """A reader over httpx with the user's token in a header (SSE: a streamed response): its
+    own httpx client and connection (remade after a drop, so a reconnect is a new TCP
+    connection)."""
 
     read_timeout = REQUEST_TIMEOUT
 
@@ -299,11 +233,36 @@ class HttpClient(Client):
         with contextlib.suppress(Exception):
             await self.http.aclose()
 
+
+class PlainClient(Client):
+    """A reader making one request at a time (long-polls, polls) over http1.Connection, with
+    the user's token in a header: a tenth of httpx's CPU per request. A reset drops the
+    connection, so that a reconnect is a new TCP connection."""
+
+    read_timeout = REQUEST_TIMEOUT  # a whole request: connect, send, answer
+
+    def __init__(self, user: str, base_url: str, token: str, tally: Tally):
+        super().__init__(user, base_url, token, tally)
+        https = self.base_url.startswith("https:")
+        self.conn = Connection(self.base_url + "/", {"Authorization": f"Bearer {token}"},
+                               ssl_context() if https else None)
+
+    async def reset(self) -> None:
+        self.conn.close()
+
+    async def get(self, target: str, headers: dict[str, str] | None = None) -> Response:
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                return await self.conn.get(target, headers)
+        except BaseException:
+            self.conn.close()  # whatever was under way on it is abandoned
+            raise
+
     async def get_json(self, path: str, what: str, **params: Any) -> dict[str, Any]:
-        r = await self.http.get(path, params=params)
-        if r.status_code != 200:
-            raise status_error(what, r)
-        return orjson.loads(r.content)
+        r = await self.get(f"{path}?{urlencode(params)}" if params else path)
+        if r.status != 200:
+            raise status_error(what, r.status, r.headers.get("retry-after"), r.text())
+        return orjson.loads(r.body)
 
 
 class SseClient(HttpClient):
@@ -327,7 +286,7 @@ class SseClient(HttpClient):
         self.response = r
         if r.status_code != 200:
             await r.aread()
-            raise status_error("stream", r)
+            raise status_error("stream", r.status_code, r.headers.get("Retry-After"), r.text)
         self.data = data = sse_messages(r.aiter_lines())
         async with asyncio.timeout(REQUEST_TIMEOUT):
             async for text in data:
@@ -363,7 +322,7 @@ class SseClient(HttpClient):
         await super().shutdown()
 
 
-class LongPollClient(HttpClient):
+class LongPollClient(PlainClient):
     """`GET /api/v2/jobs/poll`: first without `last_seen` for the states and a cursor (or, to
     resume, from the cursor with `timeout=0`), then long-polls, each from the last answer's
     cursor."""
@@ -396,7 +355,7 @@ class LongPollClient(HttpClient):
             self.answer(body, time.time())
 
 
-class PollClient(HttpClient):
+class PollClient(PlainClient):
     """Regular polling: `GET /api/v2/jobs/status` (every job of the user) every
     `interval` seconds, with `If-None-Match`. It reads states, not events: the states between
     two polls are superseded, and counted so."""
@@ -410,15 +369,15 @@ class PollClient(HttpClient):
 
     async def poll(self) -> None:
         headers = {"If-None-Match": self.etag} if self.etag else None
-        r = await self.http.get(POLL_PATH, headers=headers)
+        r = await self.get(POLL_PATH, headers)
         t = time.time()
-        if r.status_code == 304:
+        if r.status == 304:
             return
-        if r.status_code != 200:
-            raise status_error("poll", r)
-        self.etag = r.headers.get("ETag")
+        if r.status != 200:
+            raise status_error("poll", r.status, r.headers.get("retry-after"), r.text())
+        self.etag = r.headers.get("etag")
         state, seqs, user = self.tally.state, self.seqs, self.user
-        for job in orjson.loads(r.content)["jobs"]:
+        for job in orjson.loads(r.body)["jobs"]:
             state(seqs, job, user, t)
 
     async def open(self) -> None:
@@ -430,6 +389,3 @@ class PollClient(HttpClient):
             await self.poll()
             await asyncio.sleep(self.interval * random.uniform(0.9, 1.1))
 
-
-CLASSES: dict[str, type[Client]] = {"ws": WsClient, "sse": SseClient,
-                                    "longpoll": LongPollClient, "poll": PollClient}

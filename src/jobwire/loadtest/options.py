@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 TRANSPORTS = ("ws", "sse", "longpoll", "poll")
 CHOICES = (*TRANSPORTS, "mixed")
+WS_CLIENTS = ("picows", "websockets")
 ALIASES = {"websocket": "ws"}
 PUBLISHER_SHARE = 4000.0  # updates/s per publisher identity: under the default 5000/s limit
 
@@ -58,6 +59,8 @@ class Options:
     publishers: int = 0  # publisher identities; 0: one per PUBLISHER_SHARE updates/s
     jobs_per_user: int = 0  # 0: enough that every job gets at most ~2 updates/s
     title: str = "load test"
+    processes: int = 1  # reader processes: 1, in this one; above 1, that many workers
+    ws_client: str = ""  # picows or websockets; empty: picows if installed
 
     def publisher_count(self) -> int:
         return self.publishers or max(1, math.ceil(self.rate / PUBLISHER_SHARE))
@@ -98,6 +101,14 @@ def validate(o: Options) -> list[str]:
         problems.append("--connect-timeout must be positive")
     if o.instances < 1:
         problems.append("--instances must be at least 1")
+    if o.instances > 1 and not o.spawn:
+        problems.append("--instances is for --spawn (give several --url otherwise)")
+    if o.processes < 1:
+        problems.append("--processes must be at least 1")
+    elif o.processes > max(1, o.connections):
+        problems.append("--processes must not be above --connections")
+    if o.ws_client and o.ws_client not in WS_CLIENTS:
+        problems.append(f"--ws-client must be one of {', '.join(WS_CLIENTS)}")
     for pid in o.server_pids:
         if not os.path.exists(f"/proc/{pid}/stat"):
             problems.append(f"--server-pid {pid}: no such process here (/proc/{pid})")

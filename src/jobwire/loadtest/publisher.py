@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import httpx
 import orjson
+
+from .http1 import Connection, HttpError
 
 TICK = 0.010  # seconds between batches, over all lanes
 MAX_BATCH = 1000  # the server's default JOBWIRE_MAX_BATCH_ITEMS
@@ -88,20 +90,30 @@ def make_lanes(targets: list[tuple[str, str]], users: int, slots: list[tuple[str
             for i, ((url, token), own) in enumerate(zip(targets, owned, strict=True))]
 
 
-async def publish(http: httpx.AsyncClient, lanes: list[Lane], out: PublishStats) -> None:
-    """All lanes at once, from one schedule origin."""
+async def publish(lanes: list[Lane], out: PublishStats,
+                  ssl_context: ssl.SSLContext | None = None) -> None:
+    """All lanes at once, from one schedule origin, each over its own connection."""
     out.started = clock()
     async with asyncio.TaskGroup() as group:
         for lane in lanes:
             if lane.total:
-                group.create_task(publish_lane(http, lane, TICK * len(lanes), out))
+                group.create_task(publish_lane(lane, TICK * len(lanes), out, ssl_context))
 
 
-async def publish_lane(http: httpx.AsyncClient, lane: Lane, period: float,
-                       out: PublishStats) -> None:
+async def publish_lane(lane: Lane, period: float, out: PublishStats,
+                       ssl_context: ssl.SSLContext | None = None) -> None:
     """Batch k at out.started + lane.phase + k * period. A job's updates are `processing` with
     rising progress, and its last one (in the final round over the lane's jobs) `completed`."""
-    headers = {"Authorization": f"Bearer {lane.token}", "Content-Type": "application/json"}
+    conn = Connection(lane.url, {"Authorization": f"Bearer {lane.token}",
+                                 "Content-Type": "application/json"}, ssl_context)
+    try:
+        await _publish_lane(conn, lane, period, out)
+    finally:
+        conn.close()
+
+
+async def _publish_lane(conn: Connection, lane: Lane, period: float,
+                        out: PublishStats) -> None:
     slots, total = lane.slots, lane.total
     nslots = len(slots)
     last_round = total - nslots
@@ -141,27 +153,28 @@ async def publish_lane(http: httpx.AsyncClient, lane: Lane, period: float,
             out.sent += n
             out.batches += 1
             lane.batches += 1
-            await post_batch(http, lane.url, headers, dumps(batch), n, out)
+            await post_batch(conn, dumps(batch), n, out)
             out.post_ms.append((clock() - t0) * 1000)
 
 
-async def post_batch(http: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes,
-                     n: int, out: PublishStats) -> None:
+async def post_batch(conn: Connection, body: bytes, n: int, out: PublishStats) -> None:
     try:
-        r = await http.post(url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
+        async with asyncio.timeout(POST_TIMEOUT):
+            status, content = await conn.post(body)
+    except (HttpError, TimeoutError) as exc:
+        conn.close()
         out.http_errors += 1
         out.refused += n
         out.note(f"batch not answered: {type(exc).__name__}: {exc}")
         return
-    if r.status_code != 202:
+    if status != 202:
         out.http_errors += 1
-        out.rate_limited += r.status_code == 429
+        out.rate_limited += status == 429
         out.refused += n
-        out.note(f"batch answered {r.status_code}: {r.text[:200]}")
+        out.note(f"batch answered {status}: {content[:200].decode(errors='replace')}")
         return
     final = out.final_seq
-    for item in orjson.loads(r.content)["results"]:
+    for item in orjson.loads(content)["results"]:
         if "status" in item:
             out.refused += 1
             out.note(f"item refused: {orjson.dumps(item).decode()[:200]}")

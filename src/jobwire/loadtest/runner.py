@@ -1,10 +1,14 @@
 """One load test run: ramp the connections up, publish on schedule (forcing disconnects if
-asked), wait for the stragglers, and measure. One process, one event loop (uvloop if there)."""
+asked), wait for the stragglers, and measure. This process publishes and orchestrates; the
+readers run in its event loop (uvloop if there) or in --processes worker processes, driven
+through the same commands (readers.py), and their tallies are merged at the end."""
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import itertools
 import math
 import os
 import random
@@ -12,36 +16,23 @@ import resource
 import secrets
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
-
-import httpx
 
 from ..auth import JwtAuth
 from . import procs
-from .clients import CLASSES, Client, PollClient
 from .options import Options, transport_of
-from .publisher import POST_TIMEOUT, PUBLISH_PATH, PublishStats, job_slots, make_lanes, publish
-from .stats import Tally, merge, summary
+from .publisher import PUBLISH_PATH, PublishStats, job_slots, make_lanes, publish
+from .readers import run_loop
+from .report import LoadgenProcess, Watched, build_result
+from .stats import merge_parts
+from .workers import Readers, split, start_readers
 
 PER_JOB_RATE = 2.0  # target updates/s per job: well under the default 10/s conflation limit
 MIN_JOBS_PER_USER = 5
 STRAGGLER_WAIT = 5.0  # seconds to wait for late events after the last publish
-SATURATED = 0.9  # share of a core above which the load generator is the bottleneck
 FD_MARGIN = 200  # open files besides one socket per connection
 clock = time.perf_counter
-
-
-@dataclass
-class Watched:
-    """A local process whose CPU and memory are reported."""
-
-    name: str
-    pid: int
-    role: str  # "server" (jobwire) or "redis"
-    cpu0: float = 0.0
-    rss0: float = 0.0
 
 
 class Progress:
@@ -82,11 +73,25 @@ def make_auth(secret: str) -> JwtAuth:
                    private_key=os.environ.get("JOBWIRE_JWT_PRIVATE_KEY"))
 
 
-async def _every(seconds: float, action: Callable[[], None], stop: asyncio.Event) -> None:
+async def _every(seconds: float, action: Callable[[], Awaitable[None]],
+                 stop: asyncio.Event) -> None:
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
-        action()
+        await action()
+
+
+async def statuses(groups: list[Readers], p99: bool = False) -> list[dict[str, Any]]:
+    return list(await asyncio.gather(*(g.call("status", p99=p99) for g in groups)))
+
+
+def spread(counts: list[int], n: int) -> list[int]:
+    """n random picks without replacement among sum(counts) items, counted per group."""
+    picks = [0] * len(counts)
+    bounds = list(itertools.accumulate(counts))
+    for k in random.sample(range(bounds[-1] if bounds else 0), min(n, sum(counts))):
+        picks[bisect.bisect_right(bounds, k)] += 1
+    return picks
 
 
 async def run_test(o: Options, urls: list[str], secret: str,
@@ -97,19 +102,13 @@ async def run_test(o: Options, urls: list[str], secret: str,
     ttl = 3600 + 3 * o.duration + o.connect_timeout
     progress = Progress(o.progress)
     transports = [transport_of(i, o.transport) for i in range(o.connections)]
-    tallies = {t: Tally() for t in dict.fromkeys(transports)}
-    clients: list[Client] = []
-    for i, t in enumerate(transports):
-        user = f"{prefix}-u{i}"
-        client = CLASSES[t](user, urls[i % len(urls)], auth.mint(user, "user", ttl=ttl),
-                            tallies[t])
-        if isinstance(client, PollClient):
-            client.interval = o.poll_interval
-        clients.append(client)
+    specs = [(f"{prefix}-u{i}", urls[i % len(urls)],
+              auth.mint(f"{prefix}-u{i}", "user", ttl=ttl), t)
+             for i, t in enumerate(transports)]
     for w in watched:
         w.rss0 = procs.rss_mib(w.pid)
 
-    # --- the loop's lateness, sampled all along: the generator's own saturation
+    # --- the parent's loop lateness, sampled while publishing and after
     lags: list[float] = []
     stop_sampling = asyncio.Event()
 
@@ -119,18 +118,28 @@ async def run_test(o: Options, urls: list[str], secret: str,
             await asyncio.sleep(0.05)
             lags.append(clock() - t0 - 0.05)
 
-    sampler: asyncio.Task[None] | None = None  # while publishing and after
-    gate = asyncio.Semaphore(o.concurrent)
-    tasks = [asyncio.create_task(c.run(gate)) for c in clients]
+    sampler: asyncio.Task[None] | None = None
+    groups: list[Readers] = []
     pub = PublishStats()
     try:
+        # --- the readers, in this process or split over worker processes
+        groups = await start_readers(o.processes)
+        shares = split(o.connections, len(groups))
+        concurrency = split(o.concurrent, len(groups))
+        await asyncio.gather(*(
+            g.call("start", clients=[specs[i] for i in share],
+                   concurrent=max(1, len(conc)), pollInterval=o.poll_interval,
+                   wsClient=o.ws_client)
+            for g, share, conc in zip(groups, shares, concurrency, strict=True)))
+
         # --- ramp-up
         ramp0 = clock()
         deadline = ramp0 + o.connect_timeout
         while True:
-            connected = sum(t.connected for t in tallies.values())
-            failed = sum(1 for c in clients if c.gave_up and not c.ever_connected)
-            limited = sum(t.rate_limited for t in tallies.values())
+            st = await statuses(groups)
+            connected = sum(s["connected"] for s in st)
+            failed = sum(s["failed"] for s in st)
+            limited = sum(s["rateLimited"] for s in st)
             progress.show(f"jobwire loadtest: connecting {connected}/{o.connections}"
                           + (f", {failed} failed" if failed else "")
                           + (f", {limited} rate-limited retries" if limited else ""))
@@ -138,17 +147,14 @@ async def run_test(o: Options, urls: list[str], secret: str,
                 break
             await asyncio.sleep(0.05)
         ramp_seconds = clock() - ramp0
-        for c, task in zip(clients, tasks, strict=True):
-            if not c.ever_connected and not c.gave_up:
-                task.cancel()
-                c.gave_up = f"not connected within {o.connect_timeout:g} s"
-                c.tally.note("connect_failures", f"{c.user}: {c.gave_up}")
-        live = [c for c in clients if c.ever_connected and not c.gave_up]
-        if not live:
-            raise RuntimeError(f"no connection succeeded; {merged_samples(tallies)[:3]}")
+        cut = await asyncio.gather(*(g.call("cutoff", timeout=o.connect_timeout)
+                                     for g in groups))
+        users = [u for c in cut for u in c["live"]]  # in client order: the groups are ranges
+        if not users:
+            raise RuntimeError("no connection succeeded; "
+                               f"{[s for c in cut for s in c['samples']][:3]}")
 
         # --- the workload, over the connected users only
-        users = [c.user for c in live]
         jobs_per_user = o.jobs_per_user or max(
             MIN_JOBS_PER_USER, math.ceil(o.rate / (len(users) * PER_JOB_RATE)))
         slots = job_slots(users, jobs_per_user)
@@ -162,222 +168,99 @@ async def run_test(o: Options, urls: list[str], secret: str,
         # --- forced disconnects and the live line while publishing
         stop = asyncio.Event()
 
-        def chaos() -> None:
+        async def chaos() -> None:
             if stop.is_set():
                 return
-            up = [c for c in live if c.connected.is_set() and c.forced_at is None]
-            for c in random.sample(up, min(o.disconnect_every, len(up))):
-                c.drop()
+            picks = spread([s["up"] for s in await statuses(groups)], o.disconnect_every)
+            await asyncio.gather(*(g.call("drop", n=n)
+                                   for g, n in zip(groups, picks, strict=True) if n))
 
         t_start = clock()
 
-        def show() -> None:
+        async def show(st: list[dict[str, Any]] | None = None) -> None:
+            if not progress.enabled:
+                return
+            st = st or await statuses(groups, p99=True)
             elapsed = clock() - t_start
-            merged = merge(tallies.values())
-            lat = summary(merged.latencies[-5000:], 1000)
-            own = 100 * (time.process_time() - own0) / max(elapsed, 1e-9)
-            forced = (f", reconnected {merged.reconnected}/{merged.forced}"
-                      if merged.forced else "")
+            cpu = time.process_time() - own0 + sum(
+                s["cpu"] - c0 for g, s, c0 in zip(groups, st, cpu0s, strict=True)
+                if not g.local)
+            forced = sum(s["forced"] for s in st)
+            p99 = max((s.get("p99Ms") or 0 for s in st), default=0)
             progress.show(f"jobwire loadtest: {min(elapsed, o.duration):.0f}/{o.duration:g} s, "
-                          f"sent {pub.sent}/{total}, delivered {merged.delivered}, "
-                          f"p99 {lat['p99'] or 0:.1f} ms{forced}, own CPU {own:.0f} %")
+                          f"sent {pub.sent}/{total}, "
+                          f"delivered {sum(s['delivered'] for s in st)}, p99 {p99:.1f} ms"
+                          + (f", reconnected {sum(s['reconnected'] for s in st)}/{forced}"
+                             if forced else "")
+                          + f", loadgen CPU {100 * cpu / max(elapsed, 1e-9):.0f} %")
 
-        cpu0, own0 = [procs.cpu_seconds(w.pid) for w in watched], time.process_time()
+        cpu0 = [procs.cpu_seconds(w.pid) for w in watched]
         for w, c in zip(watched, cpu0, strict=True):
             w.cpu0 = c
+        cpu0s = [m["cpu"] for m in await asyncio.gather(*(
+            g.call("measure", sampleLag=not g.local) for g in groups))]
+        own0 = time.process_time()
         sampler = asyncio.create_task(sample_lag())
         background = [asyncio.create_task(_every(1.0, show, stop))]
         if o.disconnect_every:
             background.append(asyncio.create_task(_every(o.disconnect_interval, chaos, stop)))
-        limits = httpx.Limits(max_connections=len(lanes), max_keepalive_connections=len(lanes))
-        async with httpx.AsyncClient(timeout=POST_TIMEOUT, limits=limits,
-                                     verify=ssl_context_for(urls)) as http:
-            try:
-                await asyncio.wait_for(publish(http, lanes, pub), o.duration * 2 + 30)
-            except TimeoutError:
-                pub.note("publishing did not finish in time: aborted")
+        try:
+            await asyncio.wait_for(publish(lanes, pub, ssl_context_for(urls)),
+                                   o.duration * 2 + 30)
+        except TimeoutError:
+            pub.note("publishing did not finish in time: aborted")
         publish_end = clock()
 
         # --- stragglers: every expected event in, and every forced drop resumed
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)
-        expected_by = dict.fromkeys(tallies, 0)
-        transport_of_user = {c.user: c.transport for c in clients}
+        order = list(dict.fromkeys(transports))
+        expected_by = dict.fromkeys(order, 0)
+        transport_of_user = {user: t for user, _, _, t in specs}
         for job, seq in pub.final_seq.items():
             expected_by[transport_of_user[owner[job]]] += seq
         expected = sum(expected_by.values())
-        wait = STRAGGLER_WAIT + (3 * o.poll_interval if "poll" in tallies else 0)
+        wait = STRAGGLER_WAIT + (3 * o.poll_interval if "poll" in expected_by else 0)
         end = clock() + wait
         while clock() < end:
-            delivered = sum(t.delivered for t in tallies.values())
-            pending = [c for c in live if c.forced_at is not None and not c.gave_up]
-            if delivered >= expected and not pending:
+            st = await statuses(groups)
+            if sum(s["delivered"] for s in st) >= expected and not any(
+                    s["pending"] for s in st):
                 break
-            show()
+            await show(st)
             await asyncio.sleep(0.02)
         measured = clock() - t_start
         own = time.process_time() - own0
         cpu1 = [procs.cpu_seconds(w.pid) for w in watched]
         rss1 = [procs.rss_mib(w.pid) for w in watched]
+        parts = await asyncio.gather(*(g.call("finish") for g in groups))
     finally:
         progress.clear()
         stop_sampling.set()
-        for c in clients:
-            c.closing = True
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(c.close() for c in clients),
-                                                  return_exceptions=True), 10)
+        await asyncio.gather(*(g.stop() for g in groups), return_exceptions=True)
         if sampler is not None:
             await asyncio.gather(sampler, return_exceptions=True)
 
+    me = LoadgenProcess("publisher", os.getpid(), 0, own, lags)
+    loadgen = [me]
+    for g, part in zip(groups, parts, strict=True):
+        if g.local:  # the same process: its CPU and lateness are already counted
+            me.role, me.clients = "publisher+readers", part["clients"]
+        else:
+            loadgen.append(LoadgenProcess("readers", part["pid"], part["clients"],
+                                          part["cpuSeconds"], part["lags"]))
     return build_result(
-        o, urls=urls, run_id=run_id, prefix=prefix, tallies=tallies, expected_by=expected_by,
-        pub=pub, clients=clients, users=len(users), jobs=len(slots),
+        o, urls=urls, run_id=run_id, prefix=prefix, tallies=merge_parts(parts, order),
+        expected_by=expected_by, pub=pub, users=len(users), jobs=len(slots),
         jobs_per_user=jobs_per_user, lanes=len(lanes), publishers=len(tokens),
         ramp_seconds=ramp_seconds, publish_seconds=publish_end - t_start, measured=measured,
-        own=own, lags=lags, watched=watched, cpu1=cpu1, rss1=rss1)
+        loadgen=loadgen, watched=watched, cpu1=cpu1, rss1=rss1)
 
 
 def ssl_context_for(urls: list[str]) -> Any:
     from .clients import ssl_context
 
-    return ssl_context() if any(u.startswith("https:") for u in urls) else True
-
-
-def merged_samples(tallies: dict[str, Tally]) -> list[str]:
-    return [s for t in tallies.values() for s in t.samples]
-
-
-def _tally_result(t: Tally, expected: int) -> dict[str, Any]:
-    return {
-        "connected": t.connected,
-        "connectMs": summary(t.connect_times, 1000, (50, 99)),
-        "eventsExpected": expected,
-        "eventsDelivered": t.delivered,
-        "eventsLost": max(0, expected - t.delivered),
-        "eventsReceived": t.received,
-        "superseded": t.superseded,
-        "seqGaps": t.gaps,
-        "duplicates": t.duplicates,
-        "foreignEvents": t.foreign,
-        "errorMessages": t.errors,
-        "cursorExpired": t.cursor_expired,
-        "missedFoundInSnapshot": t.snapshot_states,
-        "unexpectedDrops": t.drops,
-        "connectFailures": t.connect_failures,
-        "rateLimitedConnects": t.rate_limited,
-        "latencyMs": summary(t.latencies, 1000),
-        "forcedDisconnects": t.forced,
-        "reconnected": t.reconnected,
-        "reconnectMs": summary(t.reconnect_times, 1000, (50, 99)),
-    }
-
-
-def build_result(o: Options, *, urls: list[str], run_id: str, prefix: str,
-                 tallies: dict[str, Tally], expected_by: dict[str, int], pub: PublishStats,
-                 clients: list[Client], users: int, jobs: int, jobs_per_user: int, lanes: int,
-                 publishers: int, ramp_seconds: float, publish_seconds: float,
-                 measured: float, own: float, lags: list[float], watched: list[Watched],
-                 cpu1: list[float], rss1: list[float]) -> dict[str, Any]:
-    total = merge(tallies.values())
-    expected = sum(expected_by.values())
-    result: dict[str, Any] = {"title": o.title, "urls": urls, "runId": run_id,
-                              "userPrefix": prefix + "-u", "transport": o.transport,
-                              "connections": o.connections, "users": users}
-    result.update(_tally_result(total, expected))
-    result["rampSeconds"] = round(ramp_seconds, 3)
-    result["byTransport"] = {t: _tally_result(tally, expected_by[t])
-                             for t, tally in tallies.items()}
-    elapsed = max(pub.last_sent - pub.started, 1e-9)
-    achieved = pub.sent / elapsed if pub.sent > 1 else 0.0
-    result["publish"] = {
-        "targetRate": o.rate, "duration": o.duration, "achievedRate": round(achieved, 1),
-        "updatesSent": pub.sent, "batches": pub.batches, "seconds": round(elapsed, 3),
-        "publishers": publishers, "lanes": lanes, "jobs": jobs, "jobsPerUser": jobs_per_user,
-        "perJobRate": round(o.rate / max(jobs, 1), 3), "maxLagMs": round(pub.max_lag * 1000, 1),
-        "postMs": summary(pub.post_ms, 1.0, (50, 99)), "accepted": pub.accepted,
-        "conflated": pub.conflated, "refused": pub.refused, "httpErrors": pub.http_errors,
-        "rateLimited": pub.rate_limited, "problems": pub.samples}
-    result["disconnects"] = {"every": o.disconnect_every, "intervalSeconds": o.disconnect_interval,
-                             "forced": total.forced, "reconnected": total.reconnected,
-                             "failed": total.forced - total.reconnected,
-                             "reconnectMs": summary(total.reconnect_times, 1000, (50, 99))}
-    measured = max(measured, 1e-9)
-    result["measuredSeconds"] = round(measured, 3)
-    result["processes"] = [
-        {"name": w.name, "pid": w.pid, "role": w.role,
-         "cpuSeconds": round(c1 - w.cpu0, 3),
-         "cpuPercent": round(100 * (c1 - w.cpu0) / measured, 1),
-         "rssMiB": round(r1, 1), "rssStartMiB": round(w.rss0, 1)}
-        for w, c1, r1 in zip(watched, cpu1, rss1, strict=True)]
-    server_cpu = sum(p["cpuSeconds"] for p in result["processes"] if p["role"] == "server")
-    result["serverCpuUsPerEvent"] = (round(server_cpu * 1e6 / total.received, 1)
-                                     if result["processes"] and total.received else None)
-    result["loadgen"] = {"cpuSeconds": round(own, 3), "cpuPercent": round(100 * own / measured, 1),
-                         "loopLagMs": summary(lags, 1000, (50, 99))}
-    result["problems"] = total.samples[:10]
-
-    bottleneck, warnings = [], []
-    if own > SATURATED * measured:
-        bottleneck.append(
-            f"the load generator used {100 * own / measured:.0f} % of a core (one process): "
-            "it is the bottleneck, and its own queueing is part of the latencies; use fewer "
-            "connections or updates per process, or run several")
-    lag_p99 = result["loadgen"]["loopLagMs"]["p99"] or 0
-    if lag_p99 > 50:
-        bottleneck.append(f"the load generator's event loop ran up to {lag_p99:.0f} ms late "
-                          "(p99): latencies include that much of its own queueing")
-    if pub.sent and (achieved < 0.95 * o.rate or pub.max_lag > 0.5):
-        who = ("the load generator (see its CPU)" if own > SATURATED * measured
-               else "the server, or the network (see POST ms)")
-        bottleneck.append(f"publishing fell behind schedule: {achieved:.0f} updates/s of "
-                          f"{o.rate:g} wanted, batches up to {pub.max_lag * 1000:.0f} ms late; "
-                          f"likely {who}")
-    if o.spawn:
-        warnings.append("the server was spawned on this machine and shares its CPUs with the "
-                        "load generator")
-    if total.connected < o.connections:
-        warnings.append(f"only {total.connected} of {o.connections} connections were made "
-                        f"({total.connect_failures} gave up); only their users were published to")
-    if total.rate_limited:
-        warnings.append(f"{total.rate_limited} connection attempts were rate-limited by the "
-                        "server (429/4429) and retried: see the limits in --help")
-    lost = max(0, expected - total.delivered)
-    if lost or total.gaps or total.duplicates or total.foreign:
-        warnings.append(f"{lost} events lost, seq gaps {total.gaps}, duplicates "
-                        f"{total.duplicates}, foreign events {total.foreign}")
-    if pub.refused or pub.http_errors:
-        warnings.append(f"{pub.refused} updates refused, {pub.http_errors} batch requests "
-                        f"failed ({pub.rate_limited} rate-limited)")
-    if pub.conflated:
-        warnings.append(f"{pub.conflated} updates were conflated (held back) by the server")
-    if total.drops:
-        warnings.append(f"{total.drops} connections were dropped by the server or the network "
-                        "(not forced) and resumed")
-    if total.errors:
-        warnings.append(f"{total.errors} error messages received "
-                        f"({total.cursor_expired} cursor_expired)")
-    failed_reconnects = total.forced - total.reconnected
-    if failed_reconnects:
-        warnings.append(f"{failed_reconnects} of {total.forced} forced disconnects did not "
-                        "reconnect in time")
-    result["bottleneck"] = bottleneck
-    result["warnings"] = warnings
-    result["ok"] = not (lost or total.gaps or total.duplicates or total.foreign or pub.refused
-                        or pub.http_errors or failed_reconnects or total.connect_failures
-                        or total.connected < o.connections)
-    return result
-
-
-def run_loop(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+    return ssl_context() if any(u.startswith("https:") for u in urls) else None
 
 
 def execute(o: Options) -> tuple[int, dict[str, Any] | None, str | None]:

@@ -122,6 +122,23 @@ class Tally:
             self.foreign += 1
 
 
+def tally_fields(t: Tally) -> dict[str, Any]:
+    """A tally as plain data (to cross a process boundary as JSON): Tally(**fields) again."""
+    return dict(vars(t))
+
+
+def merge_parts(parts: Iterable[dict[str, Any]], order: Iterable[str]
+                ) -> dict[str, Tally]:
+    """The per-transport tallies of several reader groups (their `finish` answers: a
+    {"tallies": {transport: fields}} each) added up, one per transport of `order`, in that
+    order (an empty one for a transport no group reported)."""
+    by: dict[str, list[Tally]] = {t: [] for t in order}
+    for part in parts:
+        for transport, fields in part["tallies"].items():
+            by.setdefault(transport, []).append(Tally(**fields))
+    return {t: merge(tallies) for t, tallies in by.items()}
+
+
 def merge(tallies: Iterable[Tally]) -> Tally:
     """One tally adding up several (the lists concatenated)."""
     out = Tally()
