@@ -33,6 +33,25 @@ def sockets_of(pid: int) -> int:
     return count
 
 
+def listening(pid: int, port: int) -> bool:
+    """Whether `pid` holds a socket listening on `port` (/proc/net/tcp lists the listening
+    sockets of the machine by inode; the process's fds name the inodes it holds)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    fds = Path(f"/proc/{pid}/fd")
+    held = set()
+    for fd in fds.iterdir():
+        try:
+            held.add(os.readlink(fd))
+        except OSError:
+            pass  # closed while listed
+    return bool(inodes & held)
+
+
 def gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -53,6 +72,7 @@ async def test_workers_share_the_port_and_every_event_reaches_every_client(redis
     try:
         pids = workers_of(server.process.pid)
         assert len(pids) == 2
+        await eventually(lambda: all(listening(pid, server.port) for pid in pids))
         before = {pid: sockets_of(pid) for pid in pids}
         user = f"{uid}-u"
         clients = [await connect(server, server.token(user)) for _ in range(CLIENTS)]
@@ -80,7 +100,8 @@ async def test_a_dead_worker_is_replaced(redis, uid):
         await eventually(lambda: len(workers_of(server.process.pid)) == 2
                          and victim not in workers_of(server.process.pid), timeout=3 * WAIT)
         assert survivor in workers_of(server.process.pid)
-        await eventually(lambda: all(sockets_of(p) for p in workers_of(server.process.pid)))
+        await eventually(lambda: all(listening(p, server.port)
+                                     for p in workers_of(server.process.pid)))
         user = f"{uid}-u"
         client = await connect(server, server.token(user))
         await client.subscribe(all=True)
@@ -95,6 +116,7 @@ async def test_a_dead_worker_is_replaced(redis, uid):
 async def test_sigterm_drains_every_worker(redis, uid):
     server = start_server(workers=2, redis_url=redis.url)
     pids = workers_of(server.process.pid)
+    await eventually(lambda: all(listening(pid, server.port) for pid in pids))
     clients = [await connect(server, server.token(f"{uid}-{i}")) for i in range(8)]
     server.process.send_signal(signal.SIGTERM)
     for client in clients:
