@@ -9,8 +9,10 @@ import time
 import httpx
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from httpx_sse import aconnect_sse
 
+from jobwire.broker.redis import CHANNELS
 from tests.conftest import WAIT, connect, eventually, publish, start_redis, start_server
 
 
@@ -202,4 +204,43 @@ async def test_stalled_job_reported_once_across_two_instances(uid):
     finally:
         a.stop()
         b.stop()
+        redis.stop()
+
+
+async def test_a_batch_goes_out_in_few_pubsub_messages_in_id_order(uid):
+    """Consecutive events of one channel share a message, a line each; across messages and
+    lines the ids only grow, so a subscriber routes them in order."""
+    redis = start_redis()
+    server = start_server(redis_url=redis.url, max_updates_per_job_per_second=0)
+    listener = aioredis.Redis(port=redis.port, decode_responses=True)
+    pubsub = listener.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(*CHANNELS)
+        user, a, b = f"{uid}-u", f"{uid}-a", f"{uid}-b"
+        batch = [(a, "queued", None), (b, "queued", None), (a, "processing", 10),
+                 (a, "processing", 20), (b, "processing", 30), (b, "processing", 40),
+                 (a, "completed", None)]
+        async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+            r = await http.post("/api/v2/jobs/status", headers=server.headers("w", "publisher"),
+                                json=[{"jobId": j, "userId": user, "status": s,
+                                       **({"progress": p} if p is not None else {})}
+                                      for j, s, p in batch])
+        ids = [result["id"] for result in r.json()["results"]]
+        messages = []
+        async with asyncio.timeout(WAIT):
+            while sum(len(lines) for _, lines in messages) < len(batch):
+                m = await pubsub.get_message(timeout=WAIT)
+                if m is not None:
+                    messages.append((m["channel"], m["data"].split("\n")))
+        assert [(channel, len(lines)) for channel, lines in messages] == [
+            ("job_status_updates", 3), ("job_progress_updates", 1), ("job_status_updates", 1),
+            ("job_progress_updates", 1), ("job_completion_updates", 1)]
+        lines = [line.split(" ", 2) for _, group in messages for line in group]
+        assert [event_id for event_id, _, _ in lines] == ids
+        assert [flag for _, flag, _ in lines] == ["0", "0", "0", "1", "0", "1", "0"]
+        assert orjson.loads(lines[-1][2])["type"] == "job_completed"
+    finally:
+        await pubsub.aclose()
+        await listener.aclose()
+        server.stop()
         redis.stop()

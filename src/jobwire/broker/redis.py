@@ -396,7 +396,12 @@ class RedisBroker(Broker):
     # --- fan-out --------------------------------------------------------------------------
 
     def _route(self, message: str) -> None:
-        event_id, progress_only, body = message.split(" ", 2)
+        """A pub/sub message: one or more events, a line each (JSON escapes newlines)."""
+        for line in message.split("\n"):
+            self._route_one(line)
+
+    def _route_one(self, line: str) -> None:
+        event_id, progress_only, body = line.split(" ", 2)
         pos = parse_id(event_id)
         if pos <= self._last_seen:
             return  # already routed (replayed after a reconnect)
@@ -449,7 +454,7 @@ class RedisBroker(Broker):
             if not entries:
                 return
             for eid, fields in entries:
-                self._route(f"{eid} {fields.get('p', '0')} {fields['e']}")
+                self._route_one(f"{eid} {fields.get('p', '0')} {fields['e']}")
 
     async def _sweeper(self) -> None:
         """Stalled jobs (once across all instances: the commit only succeeds for one) and

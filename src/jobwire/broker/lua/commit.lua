@@ -12,7 +12,15 @@
 --   14 '1' if the event is progress-only, 15 seq of the job's latest event,
 --   16 (an array) eventIds that now resolve to the job's latest event
 -- Returns, per commit: {0}, or {1, id of the job's latest event (false: none yet)}.
+-- Events go out in id order, consecutive events of one channel in one message, a line each.
 local replies = {}
+local channel, lines = nil, {}
+local function send()
+  if channel ~= nil then
+    redis.call('PUBLISH', channel, table.concat(lines, '\n'))
+  end
+  channel, lines = nil, {}
+end
 for n, c in ipairs(cjson.decode(ARGV[1])) do
   local version = redis.call('HGET', c[1], 'v')
   if (version or '') ~= c[5] then
@@ -22,7 +30,11 @@ for n, c in ipairs(cjson.decode(ARGV[1])) do
     if c[7] ~= '' then
       id = redis.call('XADD', KEYS[1], 'MAXLEN', c[10], '*', 'e', c[7], 'p', c[14])
       redis.call('XADD', c[2], 'MAXLEN', c[9], id, 'e', c[7], 'p', c[14])
-      redis.call('PUBLISH', c[8], id .. ' ' .. c[14] .. ' ' .. c[7])
+      if channel ~= c[8] then
+        send()
+        channel = c[8]
+      end
+      lines[#lines + 1] = id .. ' ' .. c[14] .. ' ' .. c[7]
     end
     redis.call('HSET', c[1], 'v', (tonumber(version) or 0) + 1, 's', c[6], 'id', id or '')
     for _, eid in ipairs(c[16]) do
@@ -44,4 +56,5 @@ for n, c in ipairs(cjson.decode(ARGV[1])) do
     replies[n] = {1, id or false}
   end
 end
+send()
 return replies
