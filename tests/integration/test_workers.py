@@ -125,13 +125,16 @@ async def test_sigterm_drains_every_worker(redis, uid):
     assert all(gone(pid) for pid in pids)  # stopped, and reaped by the supervisor
 
 
-@pytest.mark.parametrize(("env", "complaint"), [
-    ({}, "JOBWIRE_REDIS_URL"),
-    ({"JOBWIRE_REDIS_URL": "redis://127.0.0.1:1/0", "JOBWIRE_PORT": "0"}, "fixed JOBWIRE_PORT"),
+@pytest.mark.parametrize(("workers", "env", "complaint"), [
+    ("2", {}, "JOBWIRE_REDIS_URL"),
+    ("2", {"JOBWIRE_REDIS_URL": "redis://127.0.0.1:1/0", "JOBWIRE_PORT": "0"},
+     "fixed JOBWIRE_PORT"),
+    ("0", {"JOBWIRE_REDIS_URL": "redis://127.0.0.1:1/0"}, "must be at least 1"),
+    ("two", {"JOBWIRE_REDIS_URL": "redis://127.0.0.1:1/0"}, "invalid int value"),
 ])
-def test_workers_without_redis_or_a_port_are_refused(env, complaint):
+def test_bad_worker_settings_are_refused(workers, env, complaint):
     result = subprocess.run(
-        [sys.executable, "-m", "jobwire.cli", "serve", "--workers", "2"],
+        [sys.executable, "-m", "jobwire.cli", "serve", "--workers", workers],
         env={**os.environ, "JOBWIRE_SECRET": "s" * 32, "JOBWIRE_PORT": str(free_port()),
              **env},
         capture_output=True, text=True, timeout=WAIT)
