@@ -1,0 +1,52 @@
+"""The small receive queue and writable flag that replace asyncio's in the server's WebSocket
+protocol (every WebSocket test runs over them; these pin their own behaviour)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jobwire.transports.wsprotocol import Flag, MessageQueue
+
+
+async def test_queue_hands_out_items_in_order_and_waits_when_empty():
+    queue = MessageQueue()
+    assert queue.empty()
+    queue.put_nowait(1)
+    queue.put_nowait(2)
+    assert not queue.empty()
+    assert [await queue.get(), await queue.get()] == [1, 2]
+    waiting = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)  # let it start waiting: nothing to await but its first step
+    assert not waiting.done()
+    queue.put_nowait(3)
+    assert await asyncio.wait_for(waiting, 1) == 3
+    assert queue.empty() and queue.waiter is None
+
+
+async def test_a_cancelled_get_leaves_the_queue_usable():
+    queue = MessageQueue()
+    waiting = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    queue.put_nowait("after")
+    assert await asyncio.wait_for(queue.get(), 1) == "after"
+
+
+async def test_flag_wait_returns_at_once_when_set_and_blocks_while_cleared():
+    flag = Flag(True)
+    assert flag.is_set() and await asyncio.wait_for(flag.wait(), 1)
+    flag.clear()
+    assert not flag.is_set()
+    waiters = [asyncio.create_task(flag.wait()) for _ in range(3)]
+    cancelled = asyncio.create_task(flag.wait())
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    flag.set()  # a cancelled waiter is skipped, the others released
+    assert await asyncio.wait_for(asyncio.gather(*waiters), 1) == [True, True, True]
+    assert cancelled.cancelled() and flag.waiters == []
