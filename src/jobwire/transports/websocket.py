@@ -138,15 +138,14 @@ class Connection:
         self.flusher: frames.Flusher = ws.app.state.ws_flusher
         self.flush_pending = False
         self.resumer: asyncio.Task[None] | None = None  # waits for a paused socket to drain
-        self.wakeup: asyncio.Event | None = None
+        # Only where frames cannot be written directly: what wakes the ASGI writer task.
+        self.wakeup = asyncio.Event() if self.protocol is None else None
         self.writer: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None
         self.expiry: asyncio.TimerHandle | None = None
         rate = service.settings.max_messages_per_second
         self.bucket = TokenBucket(rate, 2 * rate) if rate > 0 else None
         self.strikes = 0  # refused messages in a row
-        if self.protocol is None:
-            self.wakeup = asyncio.Event()
         self.session: Session = service.open_session(principal, "websocket", self._wake)
 
     def _wake(self) -> None:
