@@ -120,18 +120,25 @@ async def test_vanished_client_releases_its_session():
 
 
 async def test_heartbeats():
-    srv = start_server(heartbeat_seconds=0.2)
+    interval, intervals = 0.2, 10
+    srv = start_server(heartbeat_seconds=interval)
     try:
         async with httpx.AsyncClient(base_url=srv.url, timeout=WAIT) as http:
             async with aconnect_sse(http, "GET", STREAM, headers=srv.headers("u")) as source:
+                events = source.aiter_sse()
+                await read_until(events, lambda d: d["type"] == "subscribed")
                 beats = 0
-                async with asyncio.timeout(WAIT):
-                    async for sse in source.aiter_sse():
-                        beats += orjson.loads(sse.data)["type"] == "heartbeat"
-                        if beats == 2:
-                            break
+                # The stream must stay open over the whole window: ending early fails here.
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(interval * intervals):
+                        async for sse in events:
+                            assert orjson.loads(sse.data)["type"] == "heartbeat"
+                            beats += 1
+                        raise AssertionError(f"stream ended after {beats} heartbeats")
     finally:
         srv.stop()
+    # One each interval, never more often; under load a few may come late.
+    assert intervals // 2 <= beats <= intervals + 1
 
 
 async def test_curl_sees_the_same_frames(server, uid):
