@@ -20,6 +20,7 @@ import httpx
 import orjson
 import pytest
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 from jobwire.auth import JwtAuth
 
@@ -197,6 +198,18 @@ async def wait_for_sessions(server: Server, transport: str, count: int,
                 if current == count:
                     return
                 await asyncio.sleep(0.02)
+
+
+async def metric(server: Server, name: str, **labels: str) -> float:
+    """One sample's value on /metrics, parsed as Prometheus text (names as exposed, such as
+    `jobwire_rate_limited_total`). A missing sample is an error, never a silent zero."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+        text = (await http.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    raise AssertionError(f"no sample {name} {labels} on /metrics")
 
 
 @dataclass
