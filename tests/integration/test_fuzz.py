@@ -4,12 +4,13 @@ input changes nothing."""
 from __future__ import annotations
 
 import json
+import secrets
 
 import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import WAIT, connect
+from tests.conftest import WAIT, connect, metric
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
@@ -43,16 +44,23 @@ async def test_websocket_survives_any_message(server, payload):
 @FUZZ
 @given(body=st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode())))
 async def test_publish_endpoints_refuse_garbage_and_change_nothing(server, body):
+    job = f"/api/v2/jobs/fuzz-{secrets.token_hex(6)}"  # a job that does not exist yet
+    admin = server.headers("r", "admin")
     async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+        assert (await http.get(job, headers=admin)).status_code == 404
+        published = await metric(server, "jobwire_events_published_total")
         headers = server.headers("fuzz-worker", "publisher")
-        one = await http.post("/api/v2/jobs/fuzz-one/status", content=body, headers=headers)
+        one = await http.post(f"{job}/status", content=body, headers=headers)
         many = await http.post("/api/v2/jobs/status", content=body, headers=headers)
         assert one.status_code in (202, 400, 409, 413, 422)
         assert many.status_code in (202, 400, 413, 422)
         for r in (one, many):
             if r.status_code != 202:
                 assert set(r.json()["error"]) >= {"code", "message"}
+        acks = many.json()["results"] if many.status_code == 202 else []
+        accepted = (one.status_code == 202) + sum("error" not in item for item in acks)
         if one.status_code != 202:
-            state = await http.get("/api/v2/jobs/fuzz-one", headers=server.headers("r", "admin"))
-            assert state.status_code == 404 or state.json()["userId"]  # nothing new was made
+            assert (await http.get(job, headers=admin)).status_code == 404  # still no job
+        if accepted == 0:  # every update refused: not one event went out
+            assert await metric(server, "jobwire_events_published_total") == published
         assert (await http.get("/healthz")).status_code == 200
