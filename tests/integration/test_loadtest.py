@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,14 +25,18 @@ def target() -> Iterator[Server]:
     server.stop()
 
 
-def loadtest(server: Server, *args: str) -> tuple[int, dict[str, Any], str]:
+def run_loadtest(server: Server, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "JOBWIRE_SECRET": server.secret}
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "jobwire.cli", "loadtest", "--url", server.url,
          "--server-pid", str(server.process.pid), "--connections", "48",
          "--updates-per-second", "200", "--duration", "1.5s", "--poll-interval", "0.2s",
-         "--connect-timeout", "15s", "--json", *args],
+         "--connect-timeout", "15s", *args],
         env=env, capture_output=True, timeout=RUN_TIMEOUT, check=False)
+
+
+def loadtest(server: Server, *args: str) -> tuple[int, dict[str, Any], str]:
+    proc = run_loadtest(server, "--json", *args)
     assert proc.stdout, proc.stderr.decode()
     return proc.returncode, orjson.loads(proc.stdout), proc.stderr.decode()
 
@@ -62,6 +67,29 @@ def test_every_transport_delivers_everything(target: Server, transport: str) -> 
     server = [p for p in r["processes"] if p["role"] == "server"]
     assert server and server[0]["pid"] == target.process.pid and server[0]["rssMiB"] > 0
     assert r["loadgen"]["cpuSeconds"] > 0
+
+
+def test_json_path_writes_a_result_file_and_prints_the_report(target: Server,
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    proc = run_loadtest(target, "--json", str(out))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"delivery    300/300 events delivered" in proc.stdout
+    record = orjson.loads(out.read_bytes())
+    assert record["name"] == "loadtest"
+    assert record["command"][-2:] == ["--json", str(out)]
+    assert len(record["source"]["commit"]) == 40
+    assert isinstance(record["source"]["dirty"], bool)
+    machine = record["machine"]
+    assert machine["cores"] >= 1 and machine["cpuModel"] and machine["memoryGiB"] > 0
+    assert machine["kernel"] and machine["python"].startswith("3.")
+    assert machine["libraries"]["uvicorn"] and machine["loadAverage1m"] >= 0
+    assert record["startedAt"] <= record["endedAt"]
+    assert record["startedAt"].endswith("Z")
+    params = record["parameters"]
+    assert params["connections"] == 48 and params["rate"] == 200 and "secret" not in params
+    assert record["environment"]["JOBWIRE_SECRET"] == "(set)"  # named, never written
+    assert_complete(record["result"])
 
 
 def test_forced_disconnects_resume_without_loss(target: Server) -> None:

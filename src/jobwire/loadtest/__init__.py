@@ -101,7 +101,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--instances", type=int, default=1, metavar="N",
                    help="with --spawn: start N instances sharing a private redis-server "
                         "(needs redis-server on the PATH; default 1, in-process broker)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
+                   help="print one JSON object instead of the report; with PATH, write it to "
+                        "PATH as a result file (with the command, git commit, machine, times "
+                        "and options) and print the report")
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -112,7 +115,8 @@ def options_from(args: argparse.Namespace) -> Options:
                                                                       args.transport),
         disconnect_every=args.disconnect_every, disconnect_interval=args.disconnect_interval,
         poll_interval=args.poll_interval, connect_timeout=args.connect_timeout,
-        server_pids=list(args.server_pid), spawn=args.spawn, json=args.json,
+        server_pids=list(args.server_pid), spawn=args.spawn,
+        json=args.json is not None and not args.json, json_path=args.json or "",
         progress=sys.stderr.isatty(), processes=args.processes, ws_client=args.ws_client,
         instances=args.instances)
 
@@ -127,11 +131,14 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return main(o)
 
 
-def main(o: Options) -> int:
-    """Run with validated options; print the report; return the exit status."""
-    from .report import as_json, human
+def main(o: Options, name: str = "loadtest") -> int:
+    """Run with validated options; print the report (and with `o.json_path` write the result
+    file, recorded as `name`); return the exit status."""
+    from .report import as_json, human, parameters
+    from .results import Run
     from .runner import execute
 
+    run = Run(name, parameters(o)) if o.json_path else None
     try:
         status, result, error = execute(o)
     except KeyboardInterrupt:
@@ -140,6 +147,8 @@ def main(o: Options) -> int:
     if result is None:
         print(f"jobwire loadtest: {error}", file=sys.stderr)
         return status
+    if run is not None:
+        run.save(result, o.json_path)
     if o.json:
         print(as_json(result))
         for w in [*result["bottleneck"], *result["warnings"]]:

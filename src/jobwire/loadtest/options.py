@@ -54,7 +54,8 @@ class Options:
     server_pids: list[int] = field(default_factory=list)
     spawn: bool = False
     instances: int = 1  # with `spawn`: above 1, sharing a private redis-server
-    json: bool = False
+    json: bool = False  # the result as JSON on stdout
+    json_path: str = ""  # the result file to write (and the report on stdout)
     progress: bool = False  # the live line on stderr
     publishers: int = 0  # publisher identities; 0: one per PUBLISHER_SHARE updates/s
     jobs_per_user: int = 0  # 0: enough that every job gets at most ~2 updates/s

@@ -3,7 +3,7 @@ one JSON object."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
@@ -185,6 +185,10 @@ def build_result(o: Options, *, urls: list[str], run_id: str, prefix: str,
     return result
 
 
+def parameters(o: Options) -> dict[str, Any]:
+    """The options a result file records: all but the secret and the terminal's."""
+    return {k: v for k, v in asdict(o).items()
+            if k not in ("secret", "progress", "json", "json_path")}
 
 
 def as_json(result: dict[str, Any]) -> str:
