@@ -5,12 +5,15 @@
         relay.blackhole()                   # a silently dropped link
         relay.forward()                     # the link is back; queued bytes flow in order
         relay.reset()                       # every connection gets an RST (or close(): FIN)
+        relay.down()                        # as if the target were down: RST, now and later
+        tripped = relay.trip_on(b"XINFO", "down")  # that, the moment a client sends XINFO
 
 One thread with a selector serves every connection, so the relay works the same from sync
 and async tests. In `blackhole` mode nothing is read or written in either direction and
 nothing is closed: peers see neither RST nor FIN, their bytes wait in the kernel's buffers
 (as on a link that drops packets, the sender's window eventually fills). New connections are
-accepted but not connected onward until the mode is `forward` again. The relay stops by
+accepted but not connected onward until the mode is `forward` again. In `down` mode every
+connection, open or new, is reset at once. The relay stops by
 itself after `lifetime` seconds, so a test that forgets to stop it cannot leave it running.
 """
 
@@ -24,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-Mode = Literal["forward", "blackhole"]
+Mode = Literal["forward", "blackhole", "down"]
 
 CHUNK = 65536
 BUFFER_LIMIT = 1 << 20  # per direction; past it the relay stops reading, like a full window
@@ -59,6 +62,7 @@ class Relay:
         self._wake_reader.setblocking(False)
         self._selector = selectors.DefaultSelector()
         self._masks: dict[socket.socket, int] = {}
+        self._trip: tuple[bytes, Mode, threading.Event] | None = None
         self._stopping = False
         self._deadline = time.monotonic() + lifetime
         self._thread = threading.Thread(target=self._run, name=f"relay:{self.port}",
@@ -68,10 +72,25 @@ class Relay:
     # -- control, from any thread; each returns once the relay thread has applied it
 
     def forward(self) -> None:
-        self._call(lambda: setattr(self, "mode", "forward"))
+        self._call(lambda: self._set_mode("forward"))
 
     def blackhole(self) -> None:
-        self._call(lambda: setattr(self, "mode", "blackhole"))
+        self._call(lambda: self._set_mode("blackhole"))
+
+    def down(self) -> None:
+        self._call(lambda: self._set_mode("down"))
+
+    def trip_on(self, pattern: bytes, mode: Mode) -> threading.Event:
+        """Switch to `mode` the moment a client sends `pattern` (say, a Redis command name),
+        before those bytes go on: a fault at an exact point of a conversation. The returned
+        event is set when it happened. Fires once."""
+        tripped = threading.Event()
+
+        def arm() -> None:
+            self._trip = (pattern, mode, tripped)
+
+        self._call(arm)
+        return tripped
 
     def reset(self) -> None:
         """Abort every connection with an RST, both sides."""
@@ -109,6 +128,11 @@ class Relay:
 
     def _request_stop(self) -> None:
         self._stopping = True
+
+    def _set_mode(self, mode: Mode) -> None:
+        self.mode = mode
+        if mode == "down":
+            self._close_all(abortive=True)
 
     # -- the relay thread
 
@@ -151,9 +175,13 @@ class Relay:
             client, _ = self._listener.accept()
         except OSError:
             return
+        self.accepted += 1
+        if self.mode == "down":
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            return
         client.setblocking(False)
         self._links.append(_Link(client))
-        self.accepted += 1
 
     def _update_interest(self) -> None:
         forwarding = self.mode == "forward"
@@ -202,11 +230,24 @@ class Relay:
                     if not data:
                         self._finish(link)
                         return
+                    if sock is link.client and self._tripped_by(data):
+                        if self.mode == "down":
+                            return  # this link too was reset, its bytes with it
                     outbox += data
             except BlockingIOError:
                 pass
             except OSError:
                 self._drop(link, abortive=True)  # one side reset: pass the reset on
+
+    def _tripped_by(self, data: bytes) -> bool:
+        # A pattern split across two reads is missed; commands of a test are small writes.
+        if self._trip is None or self._trip[0] not in data:
+            return False
+        _, mode, tripped = self._trip
+        self._trip = None
+        self._set_mode(mode)
+        tripped.set()
+        return True
 
     def _finish(self, link: _Link) -> None:
         """One side closed: deliver what is buffered (best effort), then close both."""

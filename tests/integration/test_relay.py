@@ -96,3 +96,32 @@ def test_stops_by_itself_after_its_lifetime(echo_port):
     relay = Relay(echo_port, lifetime=0.2)
     relay._thread.join(WAIT)
     assert not relay._thread.is_alive()
+
+
+def test_down_resets_open_and_new_connections(echo_port):
+    with Relay(echo_port) as relay, socket.create_connection(("127.0.0.1", relay.port)) as s:
+        s.settimeout(WAIT)
+        assert roundtrip(s, b"x") == b"x"
+        relay.down()
+        with pytest.raises(ConnectionResetError):
+            s.recv(4096)
+        with pytest.raises(ConnectionError):  # at connect or at the first read: a race
+            with socket.create_connection(("127.0.0.1", relay.port), timeout=WAIT) as late:
+                late.recv(4096)
+        relay.forward()
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=WAIT) as back:
+            assert roundtrip(back, b"y") == b"y"
+
+
+def test_trip_on_a_pattern_acts_before_those_bytes_go_on(echo_port):
+    with Relay(echo_port) as relay, socket.create_connection(("127.0.0.1", relay.port)) as s:
+        s.settimeout(WAIT)
+        tripped = relay.trip_on(b"STOP", "blackhole")
+        assert roundtrip(s, b"go on") == b"go on"
+        assert not tripped.is_set()
+        s.sendall(b"now STOP")
+        assert tripped.wait(WAIT)
+        s.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            s.recv(4096)
+        assert relay.mode == "blackhole"
