@@ -8,12 +8,13 @@ import re
 import subprocess
 import sys
 
+import httpx
 import jwt
 import pytest
 
 from jobwire.errors import Conflict, InvalidUpdate
 from jobwire.publisher import AsyncPublisher, Publisher
-from tests.conftest import WAIT, Server, connect, free_port
+from tests.conftest import WAIT, Server, connect, eventually, free_port
 
 JOBWIRE = [sys.executable, "-m", "jobwire.cli"]
 
@@ -80,26 +81,30 @@ async def test_async_publisher(server, uid):
 
 async def test_demo_serves_live_jobs_to_its_printed_users():
     port = free_port()
-    proc = subprocess.Popen(  # noqa: ASYNC220 - nothing else runs on this loop yet
-        [*JOBWIRE, "demo", "--port", str(port)], stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True, env={**os.environ, "JOBWIRE_LOG_LEVEL": "warning"})
+    proc = await asyncio.create_subprocess_exec(
+        *JOBWIRE, "demo", "--port", str(port), stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, env={**os.environ, "JOBWIRE_LOG_LEVEL": "warning"})
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(5)]
-        token = re.search(r"alice +\(user\): \S+\?token=(\S+)", "".join(lines)).group(1)
+        async with asyncio.timeout(3 * WAIT):  # a demo that prints nothing fails, not hangs
+            lines = [(await proc.stdout.readline()).decode() for _ in range(5)]
+        found = re.search(r"alice +\(user\): \S+\?token=(\S+)", "".join(lines))
+        assert found, lines
         server = Server(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/jobs",
                         None, proc)  # type: ignore[arg-type]
-        for _ in range(100):
-            try:
-                client = await connect(server, token)
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+            async def healthy() -> bool:
+                try:
+                    return (await http.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False  # printed its users, not listening yet
+
+            await eventually(healthy, 3 * WAIT)
+        client = await connect(server, found.group(1))
         await client.subscribe(all=True)
         event = (await client.recv_until(lambda m: "jobId" in m, timeout=3 * WAIT))[-1]
         assert event["userId"] == "alice" and event["jobId"].startswith("crawl-")
         await client.close()
     finally:
         proc.terminate()
-        proc.wait(WAIT)
-        proc.stdout.close()
+        await asyncio.wait_for(proc.wait(), WAIT)
