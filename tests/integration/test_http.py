@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import WAIT, start_server
+from tests.conftest import WAIT, connect, metric, publish, start_server
 
 
 @pytest.fixture
@@ -76,6 +76,8 @@ async def test_unparseable_and_oversized_bodies(http, server, uid):
     r = await http.post(f"/api/v2/jobs/{bad_id}/status", headers=pub(server),
                         json={"userId": "u1", "status": "queued"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "jobId"
+    poll = await http.get(f"/api/v2/jobs/{uid}", headers=server.headers("root", "admin"))
+    assert poll.status_code == 404  # refused, so nothing was made
 
 
 async def test_ownership_and_lifecycle_conflicts_answer_409(http, server, uid):
@@ -221,21 +223,23 @@ async def test_unknown_paths_and_methods_answer_json_errors(http):
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
 
 
-async def test_metrics_count_what_happens(http, server, uid):
-    from tests.conftest import connect, publish
-
-    client = await connect(server, server.token(f"{uid}-m"))
-    await client.subscribe(all=True)
-    await publish(server, f"{uid}-m1", f"{uid}-m", "queued")
-    await client.recv_until(lambda m: "jobId" in m)
-    text = (await http.get("/metrics")).text
-    lines = dict(line.rsplit(" ", 1) for line in text.splitlines()
-                 if line and not line.startswith("#"))
-    assert float(lines['jobwire_connections{transport="websocket"}']) >= 1
-    assert float(lines["jobwire_subscriptions"]) >= 1
-    assert float(lines["jobwire_delivery_latency_seconds_count"]) >= 1
-    assert float(lines['jobwire_delivery_latency_seconds_bucket{le="+Inf"}']) >= 1
-    for name in ("jobwire_events_shed_total", "jobwire_slow_disconnects_total",
-                 "jobwire_rate_limited_total", "jobwire_events_delivered_total"):
-        assert name in lines
-    await client.close()
+async def test_metrics_count_what_happens(uid):
+    srv = start_server()  # its own server: every count starts at zero, so each is exact
+    try:
+        client = await connect(srv, srv.token(f"{uid}-m"))
+        await client.subscribe(all=True)
+        await publish(srv, f"{uid}-m1", f"{uid}-m", "queued")
+        await client.recv_until(lambda m: "jobId" in m)
+        expected = [
+            ("jobwire_connections", {"transport": "websocket"}, 1),
+            ("jobwire_subscriptions", {}, 1), ("jobwire_events_published_total", {}, 1),
+            ("jobwire_events_delivered_total", {}, 1),
+            ("jobwire_delivery_latency_seconds_count", {}, 1),
+            ("jobwire_delivery_latency_seconds_bucket", {"le": "+Inf"}, 1),
+            ("jobwire_events_shed_total", {}, 0), ("jobwire_slow_disconnects_total", {}, 0),
+            ("jobwire_rate_limited_total", {}, 0)]
+        for name, labels, value in expected:
+            assert await metric(srv, name, **labels) == value, name
+        await client.close()
+    finally:
+        srv.stop()
