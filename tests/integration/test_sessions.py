@@ -24,6 +24,8 @@ def app():
     r.set("app:session:s-role", orjson.dumps({"userId": "x", "role": "superuser"}))
     yield server
     r.close()
+    server.stop()
+    store.stop()
 
 
 async def test_session_id_as_bearer_query_and_cookie(app):
