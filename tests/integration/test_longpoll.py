@@ -112,10 +112,11 @@ async def test_isolation_and_refused_job_ids(http, server, uid):
     assert body["events"] == []
     assert body["errors"] == [{"type": "error", "code": "forbidden", "message": "not your job",
                                "jobId": f"{uid}-bobs"}]
-    # By `all` (no jobIds) alice's poll sees none of bob's events either.
+    # By `all` (no jobIds) alice's poll sees her own events and none of bob's.
+    await publish(server, f"{uid}-mine", alice, "queued")
     r = await http.get(POLL, headers=server.headers(alice),
                        params={"last_seen": "0-0", "timeout": 0})
-    assert all(e["userId"] == alice for e in r.json()["events"])
+    assert [e["jobId"] for e in r.json()["events"]] == [f"{uid}-mine"]
 
 
 async def test_bad_requests(http, server):
