@@ -8,7 +8,10 @@ frame after its row appeared (a MutationObserver, then requestAnimationFrame: th
 paints it). Latency = that time - the time just before the publish request was sent. Same
 machine, same clock.
 
+Writes the result file to --out (default benchmarks/results/browser_latency-<UTC time>.json).
+
     .venv/bin/python benchmarks/browser_latency.py [--updates 100] [--interval 0.05] [--json]
+        [--out PATH]
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from playwright.async_api import async_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import start_server  # the same server helper as the tests
+
+from jobwire.loadtest import results
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -56,6 +61,7 @@ async def measure(updates: int, interval: float) -> dict[str, object]:
             await page.wait_for_function("document.body.dataset.state === 'open'",
                                          timeout=10_000)
             transport = await page.evaluate("document.body.dataset.transport")
+            chromium = browser.version
             await page.evaluate(OBSERVE)
             sent: dict[str, float] = {}
             headers = server.headers("bench", "publisher")
@@ -76,7 +82,7 @@ async def measure(updates: int, interval: float) -> dict[str, object]:
     finally:
         server.stop()
     latencies = sorted(painted[job] - t for job, t in sent.items())
-    return {"updates": updates, "transport": transport,
+    return {"updates": updates, "transport": transport, "chromium": chromium,
             "p50_ms": round(statistics.median(latencies), 1),
             "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))], 1),
             "max_ms": round(latencies[-1], 1)}
@@ -87,8 +93,11 @@ def main() -> int:
     parser.add_argument("--updates", type=int, default=100)
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between updates")
     parser.add_argument("--json", action="store_true")
+    results.add_out_option(parser)
     args = parser.parse_args()
+    run = results.Run("browser_latency", {"updates": args.updates, "interval": args.interval})
     result = asyncio.run(measure(args.updates, args.interval))
+    run.save(result, args.out)
     if args.json:
         print(json.dumps(result))
     else:

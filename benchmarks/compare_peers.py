@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/compare_peers.py [--clients 1000] [--rates 10000,2000]
         [--duration 15] [--modes memory,redis] [--servers jobwire,node,python] [--json]
+        [--out PATH]
     .venv/bin/python benchmarks/compare_peers.py --setup-only
 
 Setup (every run, quick when nothing changed): `npm ci` into benchmarks/peers/node_modules
@@ -21,7 +22,9 @@ Redis (--modes redis: a private redis-server per run) are pinned to core 1. Meas
 delivered/expected (per-job seq: gaps, duplicates), publish-to-receipt latency, server CPU over
 the publish window and the drain (/proc/<pid>/stat), CPU per delivered message, RSS idle and per
 connected idle client, and connect time (WebSocket open to subscription acknowledged) while
-ramping N connections --concurrent at a time.
+ramping N connections --concurrent at a time. Every run's figures, the peers' versions and
+the machine go to the result file (--out, default benchmarks/results/compare_peers-<UTC
+time>.json).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from jobwire.auth import JwtAuth
-from jobwire.loadtest import procs
+from jobwire.loadtest import procs, results
 from jobwire.loadtest.stats import summary, ts_seconds
 
 HERE = Path(__file__).resolve().parent
@@ -109,19 +112,6 @@ def peer_versions() -> dict[str, str]:
                            capture_output=True, text=True, check=True).stdout
     out.update({f"pypi:{k}": v for k, v in json.loads(found).items()})
     return out
-
-
-def jobwire_source() -> dict[str, Any]:
-    """The jobwire under test is this working tree, uncommitted changes included: say which."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=HERE.parent, capture_output=True,
-                              text=True).stdout.strip()
-
-    diff = git("diff", "HEAD", "--", "src")
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "srcChanged": [line.split(None, 1)[1] for line in git("status", "--porcelain", "--",
-                                                     "src").splitlines()],
-            "srcDiffSha256": hashlib.sha256(diff.encode()).hexdigest()[:12] if diff else None}
 
 
 # --- the servers --------------------------------------------------------------------------
@@ -597,12 +587,12 @@ def fmt_ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def table(runs: list[dict[str, Any]]) -> str:
     head = ("| server | mode | updates/s target → achieved | delivered / expected | p50 ms | "
             "p99 ms | max ms | server CPU | **CPU µs / message** | RSS idle MiB | "
             "RSS / connection KiB | connect p50 / p99 ms | generator CPU | notes |")
     rows = [head, "|" + "---|" * 14]
-    for r in results:
+    for r in runs:
         lat, con = r["latencyMs"], r["connectMs"]
         us = r["serverCpuUsPerMessage"]
         rows.append(
@@ -616,11 +606,11 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def verdicts(results: list[dict[str, Any]]) -> list[str]:
+def verdicts(runs: list[dict[str, Any]]) -> list[str]:
     """The issue's targets: jobwire CPU/message <= Node socket.io's, <= 1/3 of python's."""
     out = []
     keyed = {(r["server"], r["mode"], r["targetRate"]): r["serverCpuUsPerMessage"]
-             for r in results}
+             for r in runs}
     for (name, mode, rate), us in keyed.items():
         if name != "jobwire" or not us:
             continue
@@ -650,8 +640,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--servers", default="jobwire,node,python",
                    help="which of jobwire, node, python, in run order")
     p.add_argument("--setup-only", action="store_true", help="install the peers and exit")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--save", metavar="PATH", help="also write that JSON object to PATH")
+    p.add_argument("--json", action="store_true", help="print the result file's JSON object")
+    results.add_out_option(p)
     args = p.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
     args.modes = args.modes.split(",")
@@ -671,32 +661,32 @@ def main() -> int:
         return 0
     if CAN_PIN:
         os.sched_setaffinity(0, {LOADGEN_CORE})
-    source = jobwire_source()
-    results = []
+    run = results.Run("compare_peers", {k: v for k, v in vars(args).items()
+                                        if k not in ("json", "out", "setup_only")})
+    run.machine["node"] = versions["node"]
+    run.machine["peers"] = versions
+    source = run.source
+    measured = []
     for mode in args.modes:
         for rate in args.rates:
             for name in args.servers:  # the servers back to back at each point
-                results.append(run_one(SERVERS[name], mode, rate, args))
-    lines = verdicts(results)
-    everything = json.dumps({"date": datetime.now(UTC).isoformat(), "versions": versions,
-                             "jobwire": source,
-                             "pinned": CAN_PIN, "argv": sys.argv[1:], "results": results,
-                             "verdicts": lines}, indent=2)
-    if args.save:
-        Path(args.save).write_text(everything + "\n")
+                measured.append(run_one(SERVERS[name], mode, rate, args))
+    lines = verdicts(measured)
+    figures = {"pinned": CAN_PIN, "runs": measured, "verdicts": lines}
+    run.save(figures, args.out)
     if args.json:
-        print(everything)
+        print(json.dumps(run.record(figures), indent=2))
         return 0
     print(f"{args.clients} clients, {args.duration:g} s per run; servers pinned to core "
           f"{SERVER_CORE}, generator and Redis to core {LOADGEN_CORE}" if CAN_PIN
           else "not pinned (fewer than 2 cores or no taskset)")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    changed = source["srcChanged"]
+    changed = source.get("srcChanged")
     print(f"jobwire: commit {source['commit']}" + (
         f" + uncommitted changes to {len(changed)} files under src/ (diff sha256 "
         f"{source['srcDiffSha256']}): {', '.join(changed)}" if changed else ""))
     print()
-    print(table(results))
+    print(table(measured))
     print()
     for line in lines:
         print(line)

@@ -4,7 +4,8 @@ and what each idle one costs in server memory.
 Starts a private `jobwire serve` (pinned to CPU 0 when the machine has two or more), records
 its RSS, opens N connections from this process (pinned to the other CPUs), `--concurrent`
 attempts at a time, each a new user that authenticates and subscribes to all its jobs, and
-records its RSS again once every connection has its `subscribed` answer.
+records its RSS again once every connection has its `subscribed` answer. Writes the result
+file to --out (default benchmarks/results/connections-<UTC time>.json).
 
     .venv/bin/python benchmarks/connections.py --connections 10000 --concurrent 200
 """
@@ -26,7 +27,7 @@ import orjson
 import websockets
 
 from jobwire.auth import JwtAuth
-from jobwire.loadtest import procs
+from jobwire.loadtest import procs, results
 
 SETTLE_SECONDS = 2.0  # after the last connection, for the server's allocations to settle
 
@@ -83,12 +84,15 @@ def main() -> int:
     p.add_argument("--concurrent", type=int, default=100,
                    help="connection attempts in flight at once while ramping up")
     p.add_argument("--json", action="store_true")
+    results.add_out_option(p)
     args = p.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections + 500), hard))
     env = {"JOBWIRE_MAX_CONNECTIONS_PER_SECOND_PER_IP": "0",
            "JOBWIRE_MAX_CONNECTIONS_PER_SECOND_PER_USER": "0"}
     os.environ.update(env)
+    run = results.Run("connections", {"connections": args.connections,
+                                      "concurrent": args.concurrent})
     secret = secrets.token_urlsafe(32)
     cluster = procs.Cluster()
     with contextlib.ExitStack() as stack:
@@ -103,6 +107,7 @@ def main() -> int:
                                          args.connections, args.concurrent))
         finally:
             cluster.stop()
+    run.save(result, args.out)
     if args.json:
         print(json.dumps(result))
     else:

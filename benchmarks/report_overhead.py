@@ -13,9 +13,11 @@ times N consecutive `job.progress(p, "page i/N")` calls, one job at a time, thre
 - `http`: `HttpPublisher`, `POST /api/v2/jobs/{id}/status` with a publisher token.
 
 Each report waits for its answer (the job's thread blocks), so the per-call time is the
-overhead the job sees. Prints a table, or JSON with `--json`.
+overhead the job sees. Prints a table, or JSON with `--json`, and writes the result file to
+--out (default benchmarks/results/report_overhead-<UTC time>.json).
 
     .venv/bin/python benchmarks/report_overhead.py [--reports 1000] [--jobs 3] [--json]
+        [--out PATH]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import start_redis, start_server  # noqa: E402
 
+from jobwire.loadtest import results  # noqa: E402
 from jobwire.reporter import HttpPublisher, RedisPublisher, job_status  # noqa: E402
 
 
@@ -68,28 +71,31 @@ def main() -> int:
     parser.add_argument("--reports", type=int, default=1000, help="reports per job")
     parser.add_argument("--jobs", type=int, default=3, help="jobs per publisher, one by one")
     parser.add_argument("--json", action="store_true")
+    results.add_out_option(parser)
     args = parser.parse_args()
+    run = results.Run("report_overhead", {"reports": args.reports, "jobs": args.jobs})
 
     redis = start_redis()
     server = start_server(redis_url=redis.url)
     try:
-        results = [measure(NullPublisher(), "local", args.reports, args.jobs)]
+        measured = [measure(NullPublisher(), "local", args.reports, args.jobs)]
         with RedisPublisher(redis.url) as pub:
             measure(pub, "warm-up", 50, 1)
-            results.append(measure(pub, "redis", args.reports, args.jobs))
+            measured.append(measure(pub, "redis", args.reports, args.jobs))
         with HttpPublisher(server.url, server.token("bench", "publisher")) as pub:
             measure(pub, "warm-up-http", 50, 1)
-            results.append(measure(pub, "http", args.reports, args.jobs))
+            measured.append(measure(pub, "http", args.reports, args.jobs))
     finally:
         server.stop()
         redis.stop()
+    run.save({"results": measured}, args.out)
 
     if args.json:
-        print(json.dumps({"results": results}))
+        print(json.dumps({"results": measured}))
         return 0
     print(f"{'publisher':<10}{'reports':>9}{'mean µs':>10}{'p50 µs':>10}{'p99 µs':>10}"
           f"{'reports/s':>11}")
-    for r in results:
+    for r in measured:
         print(f"{r['publisher']:<10}{r['reports']:>9}{r['mean_us']:>10}{r['p50_us']:>10}"
               f"{r['p99_us']:>10}{r['reports_per_second']:>11}")
     return 0

@@ -7,11 +7,13 @@ For every rate it runs `jobwire loadtest --spawn --connections 1000 --updates-pe
 events delivered/expected, latency p50/p99 (publish to receipt), the server's CPU (% of a
 core, and µs per delivered event, publish included) and the load generator's CPU (all its
 processes, and the busiest one); and at the end the highest rate with p99 under --p99-limit
-and nothing lost.
+and nothing lost. The result file (--out, by default benchmarks/results/saturation-<UTC
+time>.json) holds the rows and, for every rate, the whole result file its loadtest wrote.
 
     .venv/bin/python benchmarks/saturation.py [--rates 2000,5000,10000,15000,20000,30000]
         [--clients 1000] [--duration 15] [--processes 2] [--transport ws] [--instances 1]
         [--p99-limit 500] [--stop-after 2] [--lock /tmp/jobwire-cpu.lock] [--json]
+        [--out PATH]
 
 With --lock FILE every run is wrapped in `flock FILE`, so that no other measured run shares the
 CPUs with it (and others can take their turn between two rates). --stop-after N stops after N
@@ -27,9 +29,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import orjson
+
+from jobwire.loadtest import results
 
 DEFAULT_RATES = "2000,5000,10000,15000,20000,30000"
 
@@ -51,6 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="stop after N rates in a row missed the limit (default 2; 0: never)")
     p.add_argument("--lock", metavar="FILE", help="run each rate under `flock FILE`")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON array")
+    results.add_out_option(p)
     args = p.parse_args(argv)
     try:
         args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
@@ -63,30 +70,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def command(args: argparse.Namespace, rate: float) -> list[str]:
+def command(args: argparse.Namespace, rate: float, out: Path) -> list[str]:
     cmd = [sys.executable, "-m", "jobwire.cli", "loadtest", "--spawn",
            "--connections", str(args.clients), "--updates-per-second", f"{rate:g}",
            "--duration", f"{args.duration:g}", "--processes", str(args.processes),
-           "--transport", args.transport, "--json"]
+           "--transport", args.transport, "--json", str(out)]
     if args.instances > 1:
         cmd += ["--instances", str(args.instances)]
     return (["flock", args.lock] if args.lock else []) + cmd
 
 
 def run(args: argparse.Namespace, rate: float) -> dict[str, Any] | None:
-    """One rate's loadtest result, or None (its error printed) if it could not run."""
+    """One rate's loadtest result file, or None (its error printed) if it could not run."""
     timeout = 3 * args.duration + 300 + (3600 if args.lock else 0)  # the lock may be busy
-    try:
-        proc = subprocess.run(command(args, rate), capture_output=True, timeout=timeout,
-                              check=False, env={**os.environ, "JOBWIRE_LOG_LEVEL": "warning"})
-    except subprocess.TimeoutExpired:
-        print(f"saturation: {rate:g}/s did not finish within {timeout:.0f} s", file=sys.stderr)
-        return None
-    if not proc.stdout:
-        print(f"saturation: {rate:g}/s could not run (status {proc.returncode}):\n"
-              f"{proc.stderr.decode(errors='replace')[-2000:]}", file=sys.stderr)
-        return None
-    return orjson.loads(proc.stdout)
+    with tempfile.TemporaryDirectory(prefix="saturation-") as tmp:
+        out = Path(tmp) / "run.json"
+        try:
+            proc = subprocess.run(command(args, rate, out), capture_output=True,
+                                  timeout=timeout, check=False,
+                                  env={**os.environ, "JOBWIRE_LOG_LEVEL": "warning"})
+        except subprocess.TimeoutExpired:
+            print(f"saturation: {rate:g}/s did not finish within {timeout:.0f} s",
+                  file=sys.stderr)
+            return None
+        if not out.exists():
+            print(f"saturation: {rate:g}/s could not run (status {proc.returncode}):\n"
+                  f"{proc.stderr.decode(errors='replace')[-2000:]}", file=sys.stderr)
+            return None
+        return orjson.loads(out.read_bytes())
 
 
 def row(rate: float, r: dict[str, Any], limit: float) -> dict[str, Any]:
@@ -130,7 +141,10 @@ def table(rows: list[dict[str, Any]], limit: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    record = results.Run("saturation", {k: v for k, v in vars(args).items()
+                                        if k not in ("json", "out")})
     rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     misses = 0
     for rate in args.rate_list:
         print(f"saturation: {args.clients} {args.transport} clients at {rate:g}/s ...",
@@ -138,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         r = run(args, rate)
         if r is None:
             return 2
-        rows.append(x := row(rate, r, args.p99_limit))
+        runs.append(r)
+        rows.append(x := row(rate, r["result"], args.p99_limit))
         print(f"saturation: {rate:g}/s: p99 {x['p99']} ms, {x['delivered']}/{x['expected']} "
               f"delivered, server {x['serverCpuPercent']:.0f} %, loadgen "
               f"{x['loadgenCpuPercent']:.0f} %"
@@ -148,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.stop_after and misses >= args.stop_after:
             break
     best = max((x["rate"] for x in rows if x["meets"]), default=None)
+    summary = {"rows": rows, "highestRateMeetingLimit": best, "p99LimitMs": args.p99_limit}
+    record.save({**summary, "runs": runs}, args.out)
     if args.json:
-        print(orjson.dumps({"rows": rows, "highestRateMeetingLimit": best,
-                            "p99LimitMs": args.p99_limit}).decode())
+        print(orjson.dumps(summary).decode())
     else:
         print(table(rows, args.p99_limit))
         print(f"\nhighest rate with p99 < {args.p99_limit:g} ms and nothing lost: "

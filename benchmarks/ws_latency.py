@@ -6,7 +6,9 @@ it starts its own `jobwire serve` on a free port (random secret, in-process brok
 N clients (one new user each, following all its jobs with its own user token), publishes
 R updates/s for D seconds over `POST /api/v2/jobs/status` batches, and measures for every
 delivered event: receive wall time - the event's `timestamp` (the wall time its batch was
-sent). Prints a human summary, or one JSON object with `--json`.
+sent). Prints a human summary, or one JSON object with `--json`, and writes the result file
+(jobwire.loadtest.results: command, commit, machine, times, options and every figure) to
+--out, by default benchmarks/results/ws_latency-<UTC time>.json.
 
 `--transport` picks the clients' kind: `websocket` (default; `subscribe` `all: true`), `sse`
 (one stream each, without `jobIds`), `longpoll`, `poll` (regular polling) or `mixed`.
@@ -23,6 +25,7 @@ second); each job's last update is `completed`. Publishing is paced by an absolu
 
     .venv/bin/python benchmarks/ws_latency.py [--clients 100] [--rate 1000] [--duration 10]
                                                [--instances 1] [--processes 1] [--json]
+                                               [--out PATH]
                                                [--transport websocket|sse|longpoll|poll|mixed]
 
 Exit status: 0 when every expected event arrived and nothing was refused, 1 otherwise,
@@ -36,7 +39,10 @@ import shutil
 import sys
 
 from jobwire.loadtest import main as loadtest_main
+from jobwire.loadtest import results
 from jobwire.loadtest.options import CHOICES, Options, validate
+
+NAME = "ws_latency"
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -53,6 +59,7 @@ def parse_args(argv: list[str] | None) -> Options:
                    help="the load generator's reader processes (default 1: in the process "
                         "that publishes; see `jobwire loadtest --processes`)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    results.add_out_option(p)
     args = p.parse_args(argv)
     if args.instances > 1 and not shutil.which("redis-server"):
         p.error("--instances above 1 needs redis-server on the PATH")
@@ -60,7 +67,8 @@ def parse_args(argv: list[str] | None) -> Options:
                 rate=args.rate, duration=args.duration, json=args.json,
                 transport="ws" if args.transport == "websocket" else args.transport,
                 concurrent=max(1, args.clients), progress=sys.stderr.isatty(),
-                processes=args.processes, title="latency benchmark")
+                processes=args.processes, title="latency benchmark",
+                json_path=args.out or str(results.default_path(NAME)))
     problems = validate(o)
     if problems:
         p.error("; ".join(problems))
@@ -68,7 +76,7 @@ def parse_args(argv: list[str] | None) -> Options:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return loadtest_main(parse_args(argv))
+    return loadtest_main(parse_args(argv), NAME)
 
 
 if __name__ == "__main__":

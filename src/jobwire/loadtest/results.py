@@ -115,6 +115,19 @@ def iso(t: datetime) -> str:
     return t.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def default_path(name: str, at: datetime | None = None) -> Path:
+    """benchmarks/results/<name>-<UTC time>.json in the checkout (or the current directory)."""
+    stamp = (at or utc_now()).strftime("%Y%m%dT%H%M%SZ")
+    return (checkout() or Path.cwd()) / "benchmarks" / "results" / f"{name}-{stamp}.json"
+
+
+def add_out_option(parser: Any) -> None:
+    """The benchmark scripts' --out option (an argparse parser's)."""
+    parser.add_argument("--out", metavar="PATH",
+                        help="the result file to write (default: "
+                             "benchmarks/results/<name>-<UTC start time>.json)")
+
+
 class Run:
     """One benchmark run, from its start (now) to `save`."""
 
@@ -127,11 +140,6 @@ class Run:
         self.command = list(getattr(sys, "orig_argv", sys.argv))
         self.environment = environment()
 
-    def default_path(self) -> Path:
-        stamp = self.started.strftime("%Y%m%dT%H%M%SZ")
-        root = checkout() or Path.cwd()
-        return root / "benchmarks" / "results" / f"{self.name}-{stamp}.json"
-
     def record(self, figures: Any) -> dict[str, Any]:
         return {"name": self.name, "command": self.command, "environment": self.environment,
                 "source": self.source, "machine": self.machine,
@@ -141,7 +149,7 @@ class Run:
 
     def save(self, figures: Any, out: str | Path | None = None) -> Path:
         """Write the result file (to `out`, or the default path); return its path."""
-        path = Path(out) if out else self.default_path()
+        path = Path(out) if out else default_path(self.name, self.started)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(orjson.dumps(self.record(figures),
                                       option=orjson.OPT_INDENT_2) + b"\n")
