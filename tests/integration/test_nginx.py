@@ -14,7 +14,16 @@ import orjson
 import pytest
 from httpx_sse import aconnect_sse
 
-from tests.conftest import WAIT, Server, connect, eventually, free_port, start_redis, start_server
+from tests.conftest import (
+    WAIT,
+    Server,
+    connect,
+    eventually,
+    free_port,
+    metric,
+    start_redis,
+    start_server,
+)
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 
@@ -85,3 +94,18 @@ async def test_an_empty_long_poll_answers_through_the_proxy_at_its_timeout(proxi
         r = await http.get("/api/v2/jobs/poll", headers=front.headers(uid),
                            params={"last_seen": "0-0", "timeout": 3})
     assert r.status_code == 200 and r.json()["events"] == []
+
+
+async def test_consecutive_requests_land_on_either_instance(proxied, uid):
+    front, a, b = proxied
+    before = [await metric(s, "jobwire_events_published_total") for s in (a, b)]
+    async with httpx.AsyncClient(base_url=front.url, timeout=WAIT) as http:
+        for n in range(4):
+            r = await http.post(f"/api/v2/jobs/{uid}-{n}/status",
+                                headers=front.headers("w", "publisher"),
+                                json={"userId": f"{uid}-u", "status": "queued"})
+            assert r.status_code == 202
+    # Each instance counts the updates it accepted itself.
+    moved = [await metric(s, "jobwire_events_published_total") - was
+             for s, was in zip((a, b), before, strict=True)]
+    assert sum(moved) == 4 and min(moved) > 0, moved
