@@ -15,6 +15,7 @@ from jobwire.client.base import Conn
 from jobwire.client.errors import TransportFailure, Unauthorized, Unreachable, Unsupported
 from jobwire.client.fallback import Fallback
 from jobwire.client.state import Tracker
+from tests.conftest import WAIT
 
 
 def test_ceiling_doubles_from_base_up_to_the_cap():
@@ -121,8 +122,8 @@ class Script:
         fallback = Fallback([(n, self.runner(n)) for n in self.plans],
                             backoff=Backoff(base=1, cap=8, rand=lambda: 0.5),
                             clock=lambda: self.now, sleep=self.sleep, **kwargs)
-        with pytest.raises(Stop):
-            await fallback.run(Conn("http://x", token, None), Tracker())
+        with pytest.raises(Stop):  # bounded: a transport that hangs for good fails the test
+            await asyncio.wait_for(fallback.run(Conn("http://x", token, None), Tracker()), WAIT)
         return fallback
 
 
