@@ -7,7 +7,7 @@ import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 
@@ -141,11 +141,27 @@ class JwtAuth:
         return jwt.encode(claims, self._sign_key, algorithm=self.algorithm)
 
 
-def token_from(headers: Any, query: Any, cookies: Any) -> str | None:
-    """The token of a request: `Authorization: Bearer`, then `?token=`, then the cookie."""
+TOKEN_COOKIE = "jobwire_token"
+TokenSource = Literal["header", "query", "cookie"]
+
+
+def located_token(headers: Any, query: Any,
+                  cookies: Any) -> tuple[str, TokenSource] | tuple[None, None]:
+    """The token of a request and where it came from: `Authorization: Bearer`, then
+    `?token=`, then the cookie. Only a cookie is sent by a browser on its own, so only a
+    cookie token needs the Origin check: the source decides, never the token's value."""
     header = headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    return query.get("token") or cookies.get("jobwire_token") or None
+            return value.strip(), "header"
+    if query.get("token"):
+        return query["token"], "query"
+    if cookies.get(TOKEN_COOKIE):
+        return cookies[TOKEN_COOKIE], "cookie"
+    return None, None
+
+
+def token_from(headers: Any, query: Any, cookies: Any) -> str | None:
+    """The token of a request: `Authorization: Bearer`, then `?token=`, then the cookie."""
+    return located_token(headers, query, cookies)[0]

@@ -145,3 +145,64 @@ async def test_cookie_auth_from_a_foreign_origin(server, transport, uid):
         r = await http.get(path, headers={**cookie, "Origin": "http://evil.example"})
         assert "access-control-allow-origin" not in r.headers
 
+
+
+async def _ws_outcome(server, origin: str, headers: dict[str, str], query: str = "") -> int:
+    """101 if the handshake token was accepted (the `authenticated` greeting), else the close
+    code."""
+    ws = await websockets.connect(server.ws_url + query, open_timeout=WAIT, origin=origin,
+                                  additional_headers=headers)
+    client = Client(ws)
+    try:
+        greeting = await client.recv()
+    except websockets.ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd else 1006
+    await client.close()
+    assert greeting["type"] == "authenticated", greeting
+    return 101
+
+
+async def _sse_status(server, origin: str, headers: dict[str, str], query: str = "") -> int:
+    async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+        async with aconnect_sse(http, "GET", "/api/v2/jobs/stream" + query,
+                                headers={**headers, "Origin": origin}) as s:
+            return s.response.status_code
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+async def test_origin_check_follows_where_the_token_came_from(server, transport, uid):
+    """Only a token taken from the cookie is checked against the Origin. A page that puts
+    its token in the query (or a header) is served from any origin, even when the browser
+    also sends the cookie with that same value."""
+    token, evil = server.token(uid), "http://evil.example"
+    cookie = {"Cookie": f"jobwire_token={token}"}
+    outcome = _ws_outcome if transport == "websocket" else _sse_status
+    ok, refused = (101, 1008) if transport == "websocket" else (200, 403)
+    assert await outcome(server, evil, cookie, f"?token={token}") == ok
+    assert await outcome(server, evil, {**cookie, "Authorization": f"Bearer {token}"}) == ok
+    assert await outcome(server, evil, {"Authorization": f"Bearer {token}"}) == ok
+    assert await outcome(server, evil, cookie) == refused
+    # The cookie from the server's own origin (or no Origin: not a browser) is fine.
+    assert await outcome(server, server.url, cookie) == ok
+    assert await outcome(server, evil, cookie, f"?token={server.token(uid + 'x')}") == ok
+
+
+async def test_the_authenticated_greeting(server, uid):
+    """Every successful authentication at connect is answered with `authenticated`, first,
+    whatever carried the token; a refresh is answered the same way."""
+    user = f"{uid}-u"
+    token = server.token(user, ttl=600)
+    expires = float(jwt.decode(token, options={"verify_signature": False})["exp"])
+    ways = {"query": (f"?token={token}", {}),
+            "header": ("", {"Authorization": f"Bearer {token}"}),
+            "cookie": ("", {"Cookie": f"jobwire_token={token}"}),
+            "in-band": ("", {})}
+    for way, (query, headers) in ways.items():
+        client = Client(await websockets.connect(server.ws_url + query, open_timeout=WAIT,
+                                                 additional_headers=headers))
+        if way == "in-band":
+            await client.send({"type": "auth", "token": token})
+        greeting = await client.recv()
+        assert greeting == {"type": "authenticated", "userId": user, "role": "user",
+                            "expiresAt": expires}, way
+        await client.close()

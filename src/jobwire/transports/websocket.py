@@ -29,7 +29,7 @@ from ..ratelimit import TokenBucket
 from ..service import Service
 from ..session import CloseReason, Session
 from . import frames
-from .origin import origin_allowed
+from .origin import cookie_from_foreign_origin
 
 log = logging.getLogger("jobwire.websocket")
 
@@ -46,15 +46,13 @@ CLOSE_TEXT = {CloseReason.SLOW: "too slow: resume from your cursor",
 async def websocket_endpoint(ws: WebSocket) -> None:
     service: Service = ws.app.state.service
     await ws.accept()
-    token = token_from(ws.headers, ws.query_params, ws.cookies)
-    session_id = ws.cookies.get(service.settings.session_cookie)
-    by_cookie = (token is not None and token == ws.cookies.get("jobwire_token")) or (
-        token is None and session_id is not None and service.sessions_store is not None)
-    if by_cookie and not origin_allowed(ws.headers, service.settings.origin_list):
+    if cookie_from_foreign_origin(ws, service):
         await ws.close(1008, "origin not allowed")
         return
+    token = token_from(ws.headers, ws.query_params, ws.cookies)
+    session_id = ws.cookies.get(service.settings.session_cookie)
     try:
-        if token is not None or by_cookie:
+        if token is not None or (session_id is not None and service.sessions_store is not None):
             principal = await service.authenticate(token, session_id)
         else:
             principal = await _auth_in_band(ws, service)
