@@ -161,6 +161,8 @@ class Service:
             states = [s for s in states if parse_id(s["id"]) <= after]
         answer["jobs"] = states
         answer["cursor"] = format_id(view.head)
+        # Streams beat at this interval: clients take two missed beats for a dead link.
+        answer["heartbeatSeconds"] = self.settings.heartbeat_seconds
         prefix = [*(dumps(e.to_message()) for e in errors), dumps(answer)] if announce else []
         session.end_sync(view.head, prefix, view.events, already)
         return Subscribed(errors, answer)

@@ -3,17 +3,22 @@ of HTTP answers and httpx errors onto the client's failure kinds."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from .errors import ClientError, TransportFailure, Unauthorized, Unreachable, Unsupported
 
 TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
 JOB_EVENTS = frozenset({"status_update", "job_stalled", "job_completed"})
+# Any message shows the link alive; silence for this many heartbeat intervals (two missed
+# beats, and half an interval for delays) shows it dead.
+SILENT_BEATS = 2.5
 
 
 @dataclass
@@ -22,10 +27,26 @@ class Conn:
     token_source: TokenSource
     job_ids: list[str] | None  # None: every job the principal may see
     open_timeout: float = 10.0
-    idle_timeout: float = 45.0  # SSE: no byte (not even a heartbeat) for this long = dead
+    idle_timeout: float = 45.0  # the silence that means a dead stream, interval unknown
     longpoll_timeout: float = 25.0
     max_poll_interval: float = 30.0
+    heartbeat_seconds: float | None = None  # the caller's: overrides the server's
+    server_heartbeat: float | None = None  # learned from `subscribed` (`heartbeatSeconds`)
     client: httpx.AsyncClient | None = None  # set when the client starts
+
+    @property
+    def silence_limit(self) -> float:
+        """How long a subscribed stream may stay silent before the link is taken for dead:
+        two missed heartbeats and a half; `idle_timeout` while the interval is unknown."""
+        beat = self.heartbeat_seconds or self.server_heartbeat
+        return SILENT_BEATS * beat if beat else self.idle_timeout
+
+    @property
+    def overrun_margin(self) -> float:
+        """How long an answer may be late (a long-poll past its wait) before the link is taken
+        for dead: the same silence as a stream's; `open_timeout` while it is unknown."""
+        beat = self.heartbeat_seconds or self.server_heartbeat
+        return SILENT_BEATS * beat if beat else self.open_timeout
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -90,13 +111,39 @@ def http_failure(exc: httpx.HTTPError) -> TransportFailure:
 
 class Replies:
     """What a streaming transport (WebSocket, SSE) answers to a subscribe: refusals of single
-    job ids and cursor_expired before `subscribed`, then job events; anything else is ignored.
-    A refusal of the whole subscribe raises: retrying will not help."""
+    job ids and cursor_expired before `subscribed`, then job events; anything else (heartbeats
+    included) only shows the link alive. A refusal of the whole subscribe raises: retrying
+    will not help."""
 
-    def __init__(self, tracker: Any, transport: str, resume: str | None):
-        self.tracker, self.transport, self.resume = tracker, transport, resume
+    def __init__(self, conn: Conn, tracker: Any, transport: str, resume: str | None):
+        self.conn, self.tracker, self.transport, self.resume = conn, tracker, transport, resume
         self.errors: list[dict[str, Any]] = []
         self.subscribed = False
+
+    async def read(self, next_message: Callable[[], Awaitable[str | bytes]]) -> None:
+        """Handle the stream's messages until it ends (the end is `next_message`'s exception).
+        A stream silent for too long (before `subscribed`: `open_timeout`; after it: the
+        heartbeats missed) raises TransportFailure: the link is dead even if no FIN or RST
+        ever says so."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(None) as deadline:
+                while True:
+                    deadline.reschedule(loop.time() + self.patience)
+                    raw = await next_message()
+                    deadline.reschedule(None)  # a slow consumer is not a dead link
+                    await self.handle(orjson.loads(raw))
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            if not self.subscribed:
+                raise TransportFailure("no answer to subscribe") from None
+            raise TransportFailure(f"no message for {self.patience:g} s: heartbeats missed, "
+                                   "the link is taken for dead") from None
+
+    @property
+    def patience(self) -> float:
+        return self.conn.silence_limit if self.subscribed else self.conn.open_timeout
 
     async def handle(self, msg: Any) -> None:
         kind = msg.get("type") if isinstance(msg, dict) else None
@@ -104,6 +151,9 @@ class Replies:
             await self.tracker.event(msg)
         elif kind == "subscribed":
             self.subscribed = True
+            beat = msg.get("heartbeatSeconds")
+            if isinstance(beat, int | float) and not isinstance(beat, bool) and beat > 0:
+                self.conn.server_heartbeat = float(beat)
             expired = any(e.get("code") == "cursor_expired" for e in self.errors)
             await self.tracker.subscribed(self.transport, msg.get("jobs", []),
                                           msg.get("cursor"), errors=self.errors,

@@ -58,9 +58,14 @@ class JobwireClient:
     (default 0.5 s doubling to 30 s, full jitter). A transport that fails `max_failures` times
     in `failure_window` s (not opening, or dying within `stable_after` s) is abandoned for the
     next; on a fallback the better ones are probed again every `probe_interval` s (None: never).
-    `open_timeout`: connect and first answer; `idle_timeout`: SSE silence (heartbeats count)
-    that means a dead stream; `longpoll_timeout`: each long-poll's wait; `max_poll_interval`:
-    the longest wait between polls (the server's Retry-After is followed below it);
+    `open_timeout`: connect and first answer. Any message shows a link alive: a WebSocket or
+    SSE stream silent for 2.5 heartbeat intervals (two missed heartbeats), or a long-poll
+    answer that late past its wait, is taken for dead and reconnected (with backoff, from the
+    cursor). The interval is the server's (`heartbeatSeconds` in `subscribed`) unless
+    `heartbeat_seconds` is given; while it is unknown, `idle_timeout` is the silence allowed
+    a stream and `open_timeout` the lateness allowed a long-poll. `longpoll_timeout`: each
+    long-poll's wait; `max_poll_interval`: the longest wait between polls (the server's
+    Retry-After is followed below it); each poll request has `open_timeout`.
     `queue_size`: items buffered for a slow consumer before reading pauses.
     """
 
@@ -70,7 +75,8 @@ class JobwireClient:
                  failure_window: float = 60.0, stable_after: float = 5.0,
                  probe_interval: float | None = 300.0, open_timeout: float = 10.0,
                  idle_timeout: float = 45.0, longpoll_timeout: float = 25.0,
-                 max_poll_interval: float = 30.0, queue_size: int = 1000):
+                 max_poll_interval: float = 30.0, heartbeat_seconds: float | None = None,
+                 queue_size: int = 1000):
         if isinstance(transports, str):  # "sse,longpoll", as JOBWIRE_TRANSPORTS spells it
             transports = [t.strip() for t in transports.split(",") if t.strip()]
         unknown = [t for t in transports if t not in RUNNERS]
@@ -79,9 +85,12 @@ class JobwireClient:
         ids = None if job_ids is None else list(dict.fromkeys(job_ids))
         if ids == []:
             raise ValueError("job_ids is empty: pass None for every job")
+        if heartbeat_seconds is not None and not heartbeat_seconds > 0:
+            raise ValueError("heartbeat_seconds must be a positive number of seconds")
         self._conn = Conn(url, token, ids, open_timeout=open_timeout,
                           idle_timeout=idle_timeout, longpoll_timeout=longpoll_timeout,
-                          max_poll_interval=max_poll_interval)
+                          max_poll_interval=max_poll_interval,
+                          heartbeat_seconds=heartbeat_seconds)
         self._tracker = Tracker(last_event_id, queue_size)
         self._fallback = Fallback([(t, RUNNERS[t]) for t in transports],
                                   backoff=backoff or Backoff(), max_failures=max_failures,

@@ -17,7 +17,9 @@ PATH = "/api/v2/jobs/poll"
 
 
 async def _get(conn: Conn, params: dict[str, Any], wait: float) -> dict[str, Any]:
-    timeout = httpx.Timeout(conn.open_timeout, read=wait + conn.open_timeout)
+    # The server answers by `wait` at the latest: an answer later than that and a margin
+    # (heartbeats' worth) means a dead link, not a slow server.
+    timeout = httpx.Timeout(conn.open_timeout, read=wait + conn.overrun_margin)
     try:
         response = await conn.http.get(conn.endpoint(PATH), headers=await conn.headers(),
                                        params={**conn.job_params(), **params}, timeout=timeout)

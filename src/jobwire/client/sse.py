@@ -1,12 +1,14 @@
 """Server-Sent Events transport, `/api/v2/jobs/stream`: resumes with `Last-Event-ID`; the
-first data is `subscribed` (after an `error` per refused job id), then job events."""
+first data is `subscribed` (after an `error` per refused job id), then job events and
+heartbeats; a stream that misses its heartbeats is taken for dead."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
-import orjson
 
 from .base import Conn, Replies, check, http_failure
 from .errors import TransportFailure
@@ -22,25 +24,37 @@ async def run(conn: Conn, tracker: Tracker) -> None:
     resume = tracker.cursor
     if resume is not None:
         headers["Last-Event-ID"] = resume
-    timeout = httpx.Timeout(conn.open_timeout, read=conn.idle_timeout)
+    # Once the stream is open, silence is timed per message (Replies.read), not per read.
+    timeout = httpx.Timeout(conn.open_timeout, read=None)
     try:
-        async with conn.http.stream("GET", conn.endpoint(PATH), headers=headers,
-                                    params=conn.job_params(), timeout=timeout) as response:
-            if response.status_code != 200:
-                await response.aread()
-                check(response)
-                raise TransportFailure(f"HTTP {response.status_code}")
-            await _session(response, tracker, resume)
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                async with asyncio.timeout(conn.open_timeout):
+                    response = await stack.enter_async_context(conn.http.stream(
+                        "GET", conn.endpoint(PATH), headers=headers, params=conn.job_params(),
+                        timeout=timeout))
+                    if response.status_code != 200:
+                        await response.aread()
+                        check(response)
+                        raise TransportFailure(f"HTTP {response.status_code}")
+            except TimeoutError:
+                raise TransportFailure("no answer to the stream request") from None
+            await _session(response, conn, tracker, resume)
     except httpx.HTTPError as exc:
         raise http_failure(exc) from exc
     # The server ended it (token expired, too slow, shutting down): resume at once.
     raise TransportFailure("stream ended", immediate=True, counts=False)
 
 
-async def _session(response: httpx.Response, tracker: Tracker, resume: str | None) -> None:
-    replies = Replies(tracker, NAME, resume)
-    async for data in messages(response.aiter_lines()):
-        await replies.handle(orjson.loads(data))
+async def _session(response: httpx.Response, conn: Conn, tracker: Tracker,
+                   resume: str | None) -> None:
+    stream = messages(response.aiter_lines())
+    try:
+        await Replies(conn, tracker, NAME, resume).read(stream.__anext__)
+    except StopAsyncIteration:
+        return
+    finally:
+        await stream.aclose()
 
 
 async def messages(lines: AsyncIterator[str]) -> AsyncIterator[str]:

@@ -1,9 +1,9 @@
 """WebSocket transport, `/ws/jobs`: token in the handshake's Authorization header, one
-`subscribe` (resuming from the tracker's cursor), then events until the connection ends."""
+`subscribe` (resuming from the tracker's cursor), then events until the connection ends or
+falls silent (the server's heartbeats missed)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
@@ -48,6 +48,9 @@ async def run(conn: Conn, tracker: Tracker) -> None:
             await _session(ws, conn, tracker)
         except ConnectionClosed as exc:
             raise _closed(exc) from exc
+        except TransportFailure:
+            ws.transport.abort()  # a silent link would hold up the closing handshake
+            raise
         raise TransportFailure("connection ended")
 
 
@@ -58,16 +61,7 @@ async def _session(ws: ClientConnection, conn: Conn, tracker: Tracker) -> None:
     if resume is not None:
         request["lastEventId"] = resume
     await ws.send(orjson.dumps(request).decode())
-    replies = Replies(tracker, NAME, resume)
-    while True:
-        if replies.subscribed:
-            raw = await ws.recv()
-        else:
-            try:
-                raw = await asyncio.wait_for(ws.recv(), conn.open_timeout)
-            except TimeoutError:
-                raise TransportFailure("no answer to subscribe") from None
-        await replies.handle(orjson.loads(raw))
+    await Replies(conn, tracker, NAME, resume).read(ws.recv)
 
 
 def _closed(exc: ConnectionClosed) -> Exception:
