@@ -86,9 +86,16 @@ export interface ConnectOptions {
   probeIntervalMs?: number;
   /** WebSocket application ping interval (20000). */
   pingIntervalMs?: number;
-  /** Reconnect a WebSocket or SSE stream silent for this long (45000). */
+  /** The server's heartbeat interval, seconds; null (default): as the server says in
+   *  `subscribed` (`heartbeatSeconds`). Any message shows a link alive: a WebSocket or SSE
+   *  stream silent for 2.5 intervals (two missed heartbeats), or a long-poll answer that late
+   *  past its wait, is dropped and reconnected with backoff, resuming from the cursor. */
+  heartbeatSeconds?: number | null;
+  /** Reconnect a WebSocket or SSE stream silent for this long while the heartbeat interval is
+   *  unknown (45000); also the longest wait for a stream to open. */
   idleTimeoutMs?: number;
-  /** Long-poll wait, seconds (25). */
+  /** Long-poll wait, seconds (25). Without a known heartbeat interval an answer may be 15 s
+   *  late before the link counts as dead. */
   longPollSeconds?: number;
   /** Longest wait between regular polls, whatever Retry-After says (10000). */
   pollMaxIntervalMs?: number;

@@ -14,6 +14,12 @@
  * up. Reconnects use exponential backoff with full jitter (`backoffDelay`), reset on success;
  * close 1012 (server restarting) retries at once. Every (re)connect and switch resumes from the
  * last cursor; job events are de-duplicated by cursor per job.
+ *
+ * Liveness: a link can die without a close (no FIN, no RST), and a page cannot see WebSocket
+ * pings. Any message shows the link alive (the server sends a heartbeat every
+ * `heartbeatSeconds`, which `subscribed` carries); a WebSocket or SSE stream silent for
+ * SILENT_BEATS intervals, or a long-poll answer that late past its wait, is dropped at once
+ * (no closing handshake over a dead link) and reconnected like any failure.
  */
 (function (root, factory) {
   "use strict";
@@ -31,6 +37,8 @@
   const TRANSPORTS = Object.freeze(["websocket", "sse", "longpoll", "poll"]);
   const TERMINAL = new Set(["completed", "failed", "cancelled"]);
   const MAX_TIMER = 2 ** 31 - 1;
+  // Silence allowed, in heartbeat intervals: two missed beats, and half an interval for delays.
+  const SILENT_BEATS = 2.5;
 
   // Where this file was loaded from: the SharedWorker runs the same URL. An ES-module import has
   // no currentScript; jobwire.mjs then sets Jobwire.scriptUrl from import.meta.url.
@@ -148,6 +156,7 @@
     fallback: {maxFailures: 2, windowMs: 30000},
     probeIntervalMs: 60000,
     pingIntervalMs: 20000,
+    heartbeatSeconds: null,
     idleTimeoutMs: 45000,
     longPollSeconds: 25,
     pollMaxIntervalMs: 10000,
@@ -187,10 +196,22 @@
       queueMicrotask(() => engine._closed(ctx, {opened: false, reason: String(err)}));
       return {close() {}};
     }
+    const drop = () => {
+      clearTimeout(watchdog);
+      clearInterval(pinger);
+      ws.onclose = ws.onmessage = ws.onopen = null;
+      try { ws.close(1000, "client closing"); } catch (_) { /* already closed */ }
+    };
+    // Silence: the link is dead. A close would wait for the server's answer, which cannot
+    // come over a dead link: drop the socket and report it closed now.
     const feed = () => {
       clearTimeout(watchdog);
-      watchdog = sleepTimer(engine.opts.idleTimeoutMs, () => ws.close(4002, "idle"));
+      watchdog = sleepTimer(engine._silenceMs(), () => {
+        drop();
+        engine._closed(ctx, {opened: ctx.opened, silent: true, reason: "heartbeats missed"});
+      });
     };
+    feed();   // also bounds the opening handshake
     ws.onopen = () => {
       // In-band auth keeps the token out of URLs and logs; then subscribe, resuming if we can.
       ws.send(JSON.stringify({type: "auth", token: ctx.token}));
@@ -213,12 +234,7 @@
       engine._closed(ctx, {opened: ctx.opened, code: e.code, reason: e.reason});
     };
     return {
-      close() {
-        clearTimeout(watchdog);
-        clearInterval(pinger);
-        ws.onclose = ws.onmessage = ws.onopen = null;
-        try { ws.close(1000, "client closing"); } catch (_) { /* already closed */ }
-      },
+      close: drop,
       send(msg) { if (ws.readyState === 1) ws.send(JSON.stringify(msg)); },
     };
   }
@@ -235,10 +251,12 @@
   function openSse(engine, ctx) {
     const ctrl = new AbortController();
     let watchdog = null;
+    // Any bytes show the stream alive; silence aborts it (the read then fails: closed).
     const feed = () => {
       clearTimeout(watchdog);
-      watchdog = sleepTimer(engine.opts.idleTimeoutMs, () => ctrl.abort());
+      watchdog = sleepTimer(engine._silenceMs(), () => ctrl.abort());
     };
+    feed();   // also bounds the wait for the answer's headers
     (async () => {
       const params = jobIdsParam(ctx, new URLSearchParams());
       if (ctx.resumeFrom) params.set("lastEventId", ctx.resumeFrom);
@@ -308,12 +326,14 @@
         const params = jobIdsParam(ctx, new URLSearchParams());
         // Resuming: ask once without waiting, so the replay (or nothing) comes at once and
         // the connection counts as open; then park for longPollSeconds.
-        params.set("timeout", first && cursor ? "0" : String(engine.opts.longPollSeconds));
+        const wait = first && cursor ? 0 : engine.opts.longPollSeconds;
+        params.set("timeout", String(wait));
         if (cursor) params.set("last_seen", cursor);
         let answer;
         try {
+          // The server answers within `wait`: much later than that, the link is dead.
           answer = await fetchJson(engine.opts.url + "/api/v2/jobs/poll?" + params, ctx, ctrl,
-                                   null, (engine.opts.longPollSeconds + 15) * 1000);
+                                   null, wait * 1000 + engine._overrunMs());
         } catch (err) {
           return engine._closed(ctx, {opened: ctx.opened, reason: String(err)});
         }
@@ -429,9 +449,25 @@
       this.state = "idle";
       this.token = null;
       this.stopped = true;
+      this.serverHeartbeat = null;      // seconds, from `subscribed`
     }
 
     get transport() { return this.opts.transports[this.level]; }
+
+    /** The heartbeat interval (s): the option's, else the server's, else null (unknown). */
+    get heartbeatSeconds() { return this.opts.heartbeatSeconds || this.serverHeartbeat; }
+
+    /** How long a stream may stay silent before its link counts as dead. */
+    _silenceMs() {
+      const beat = this.heartbeatSeconds;
+      return beat ? SILENT_BEATS * beat * 1000 : this.opts.idleTimeoutMs;
+    }
+
+    /** How late past its wait a long-poll answer may be before its link counts as dead. */
+    _overrunMs() {
+      const beat = this.heartbeatSeconds;
+      return beat ? SILENT_BEATS * beat * 1000 : 15000;
+    }
 
     start() {
       if (!this.stopped) return;
@@ -541,6 +577,9 @@
           return;
         case "subscribed": {
           const jobs = Array.isArray(msg.jobs) ? msg.jobs : [];
+          if (typeof msg.heartbeatSeconds === "number" && msg.heartbeatSeconds > 0) {
+            this.serverHeartbeat = msg.heartbeatSeconds;
+          }
           if (ctx.resumeFrom && !ctx.expired && !msg.fresh) {
             // Resuming: replayed events (ids up to msg.cursor) follow and the snapshot already
             // shows their result. Hold the snapshot so that each event is shown once, in order;
