@@ -245,8 +245,8 @@ class Relay:
             return False
         _, mode, tripped = self._trip
         self._trip = None
+        tripped.set()  # first: a peer may see the fault (and a test look) before it returns
         self._set_mode(mode)
-        tripped.set()
         return True
 
     def _finish(self, link: _Link) -> None:

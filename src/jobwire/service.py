@@ -137,6 +137,7 @@ class Service:
                 f"at most {self.settings.max_subscriptions} subscriptions per connection")
 
         already = _frozen_matcher(session)
+        before = _subscriptions(session)
         session.begin_sync()
         if all_jobs:
             if scope.user_id is None:
@@ -152,6 +153,10 @@ class Service:
                 errors.append(exc)
                 view = await self.broker.view(scope, None)
         except BaseException:
+            # Refused (the broker failed): take back what this subscribe added, or live
+            # events of the new scope would reach the session without their snapshot, and
+            # a retry from the same cursor would skip the replay older than them.
+            self._restore(session, before)
             session.end_sync(session.floor, [], [])
             raise
         states = view.states
@@ -166,6 +171,16 @@ class Service:
         prefix = [*(dumps(e.to_message()) for e in errors), dumps(answer)] if announce else []
         session.end_sync(view.head, prefix, view.events, already)
         return Subscribed(errors, answer)
+
+    def _restore(self, session: Session, before: tuple[set[str], set[str], bool]) -> None:
+        job_ids, all_of, watch_all = before
+        self.hub.unsubscribe_jobs(session, list(session.job_ids - job_ids))
+        if session.all_of != all_of or session.watch_all != watch_all:
+            self.hub.unsubscribe_all(session)
+            for user_id in all_of:
+                self.hub.subscribe_user(session, user_id)
+            if watch_all:
+                self.hub.subscribe_everything(session)
 
     def unsubscribe(self, session: Session, *, job_ids: list[str] | None,
                     all_jobs: bool) -> None:
@@ -243,7 +258,11 @@ class Subscribed:
         return any(isinstance(e, CursorExpired) for e in self.errors)
 
 
+def _subscriptions(session: Session) -> tuple[set[str], set[str], bool]:
+    return set(session.job_ids), set(session.all_of), session.watch_all
+
+
 def _frozen_matcher(session: Session) -> Callable[[Event], bool]:
     """What the session matched before this subscribe, to skip replays it already has."""
-    job_ids, all_of, watch_all = set(session.job_ids), set(session.all_of), session.watch_all
+    job_ids, all_of, watch_all = _subscriptions(session)
     return lambda e: watch_all or e.user_id in all_of or e.job_id in job_ids

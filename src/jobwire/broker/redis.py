@@ -16,19 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError, ResponseError
 
 from ..cursor import START, Position, format_id, parse_id
 from ..errors import BrokerUnavailable, CursorExpired, JobwireError
@@ -38,44 +33,19 @@ from ..jobs import Ack, Job, JobBook
 from ..jobstate import DeferredIds, event_from, is_placeholder, job_from_state, job_to_state
 from ..protocol import JobUpdate, Status, now_iso
 from .base import Broker, Scope, View
+from .redisconn import MAX_CONNECTIONS, connect, is_missing_key, unavailable
+from .redissub import Subscriber
+
+__all__ = ["CHANNELS", "MAX_CONNECTIONS", "RedisBroker", "connect"]
 
 log = logging.getLogger("jobwire.redis")
 
 CHANNELS = ("job_status_updates", "job_progress_updates", "job_completion_updates")
 COMMIT_ATTEMPTS = 50
-MAX_CONNECTIONS = 64  # per instance, the subscriber's included
 SWEEP_SECONDS = 1.0
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-def connect(url: str) -> aioredis.Redis:
-    """A client for `redis://`, `rediss://`, `unix://`, or a Sentinel URL
-    `redis+sentinel://[:password@]host:port[,host:port…]/master-name[/db]`, whose client
-    asks the sentinels for the current master on every new connection (so it follows a
-    failover)."""
-    options: dict[str, Any] = dict(decode_responses=True, health_check_interval=5,
-                                   socket_connect_timeout=2, socket_timeout=5)
-    if not url.startswith("redis+sentinel://"):
-        # A bounded pool that makes callers wait for a connection: a burst of thousands of
-        # subscribes must queue, not open thousands of connections at once.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, timeout=10, **options)
-        return aioredis.Redis.from_pool(pool)
-    parts = urlsplit(url)
-    hosts = parts.netloc.rsplit("@", 1)[-1]
-    sentinels = []
-    for host in hosts.split(","):
-        name, _, port = host.rpartition(":")
-        sentinels.append((name or "127.0.0.1", int(port or 26379)))
-    path = [p for p in parts.path.split("/") if p]
-    if not path:
-        raise ValueError("a Sentinel URL names the master: redis+sentinel://host:port/mymaster")
-    if len(path) > 1:
-        options["db"] = int(path[1])
-    if parts.password:
-        options["password"] = unquote(parts.password)
-    sentinel = Sentinel(sentinels, socket_timeout=2)
-    return sentinel.master_for(path[0], **options)
+FLUSH_RETRY_SECONDS = 1.0
+FLUSH_ATTEMPTS = 10  # then the stall sweep delivers a waiting update whose flush kept failing
+REPLICA_WAIT_MS = 1000
 
 
 def _script(name: str) -> str:
@@ -101,7 +71,8 @@ class RedisBroker(Broker):
         self.redis: aioredis.Redis = connect(url)
         self._commit = self.redis.register_script(_script("commit.lua"))
         self._view = self.redis.register_script(_script("view.lua"))
-        self._subscribed = False
+        self.subscriber = Subscriber(self.redis, self.channels, on_message=self._route,
+                                     on_subscribed=self._resync)
         self._last_seen: Position = START  # newest event routed to the hub
         # The events this instance routed lately, in order: resumes from a recent cursor
         # (long-polls, mostly) are answered from here instead of Redis.
@@ -124,7 +95,7 @@ class RedisBroker(Broker):
 
     async def start(self) -> None:
         ready = asyncio.get_running_loop().create_future()
-        self._tasks = [asyncio.create_task(self._subscriber(ready), name="jobwire-redis-sub"),
+        self._tasks = [asyncio.create_task(self.subscriber.run(ready), name="jobwire-redis-sub"),
                        asyncio.create_task(self._sweeper(), name="jobwire-redis-sweep")]
         # Serve even if Redis is down at start: /readyz says so until it is back.
         with contextlib.suppress(TimeoutError):
@@ -139,7 +110,8 @@ class RedisBroker(Broker):
         await self.redis.aclose()
 
     def ready(self) -> bool:
-        return self._subscribed
+        """Subscribed and caught up, on a link that answered a PING within seconds."""
+        return self.subscriber.subscribed
 
     # --- publishing -----------------------------------------------------------------------
 
@@ -150,10 +122,8 @@ class RedisBroker(Broker):
         return result
 
     async def publish_many(self, updates: Sequence[JobUpdate]) -> list[Ack | JobwireError]:
-        try:
+        with unavailable():
             return await self._publish_batch(list(updates))
-        except _UNREACHABLE as exc:
-            raise BrokerUnavailable("the broker is unreachable; retry") from exc
 
     async def _publish_batch(self, updates: list[JobUpdate]) -> list[Ack | JobwireError]:
         """A batch in two round trips: read every job it touches, apply the updates in order
@@ -300,34 +270,39 @@ class RedisBroker(Broker):
         """Durable mode: answer only once replicas hold the write, so an acknowledged
         update survives a failover. Too few in time: 503, and the publisher retries (an
         eventId makes the retry idempotent)."""
-        acked = await self.redis.execute_command("WAIT", self.durable_replicas, 1000)
+        acked = await self.redis.execute_command("WAIT", self.durable_replicas, REPLICA_WAIT_MS)
         if int(acked) < self.durable_replicas:
             raise BrokerUnavailable(
                 f"stored, but {acked} of {self.durable_replicas} replicas confirmed; retry")
 
-    async def _flush(self, job_id: str) -> None:
+    async def _flush(self, job_id: str, attempt: int = 1) -> None:
         try:
             await self._transact(job_id)
-        except (RedisError, OSError, BrokerUnavailable):
-            log.warning("could not deliver the conflated update of job %s", job_id)
+        except (RedisError, OSError):
+            # Acknowledged and stored as waiting: try again soon rather than leave it to
+            # the stall sweep (a minute by default).
+            if attempt < FLUSH_ATTEMPTS:
+                asyncio.get_running_loop().call_later(
+                    FLUSH_RETRY_SECONDS,
+                    lambda: asyncio.ensure_future(self._flush(job_id, attempt + 1)))
+            else:
+                log.warning("could not deliver the conflated update of job %s", job_id)
 
     # --- reading --------------------------------------------------------------------------
 
     async def owners(self, job_ids: Sequence[str]) -> dict[str, str]:
         if not job_ids:
             return {}
-        try:
+        with unavailable():
             async with self.redis.pipeline(transaction=False) as pipe:
                 for job_id in job_ids:
                     pipe.hget(self._job(job_id), "s")
                 states = await pipe.execute()
-        except _UNREACHABLE as exc:
-            raise BrokerUnavailable("the broker is unreachable; retry") from exc
         return {j: orjson.loads(s)["userId"] for j, s in zip(job_ids, states, strict=True) if s}
 
     async def view(self, scope: Scope, after: Position | None,
                    with_states: bool = True) -> View:
-        if not with_states and after is not None and self._subscribed \
+        if not with_states and after is not None and self.subscriber.subscribed \
                 and after >= self._recent.floor:
             # A resume from a recent cursor (a long-poll): answered from the events this
             # instance has routed, with no Redis round trip.
@@ -341,7 +316,7 @@ class RedisBroker(Broker):
             keys, ids = [self._global_stream, f"{self.prefix}jobs:u:{scope.user_id}"], []
         else:
             keys, ids = [self._global_stream, f"{self.prefix}jobs:all"], []
-        try:
+        with unavailable():
             raw = await self._view(keys=keys, args=[f"{self.prefix}job:", *ids])
             head = parse_id(raw[0])
             states = []
@@ -359,19 +334,21 @@ class RedisBroker(Broker):
                 events = await self._since(stream, after, head)
                 if scope.job_ids is not None:
                     events = [e for e in events if e.job_id in scope.job_ids]
-        except _UNREACHABLE as exc:
-            raise BrokerUnavailable("the broker is unreachable; retry") from exc
         states.sort(key=lambda s: parse_id(s["id"]))
         return View(states, events, head)
 
     async def _since(self, stream: str, after: Position, head: Position) -> list[Event]:
-        """Events of `stream` in (after, head], or CursorExpired if some were trimmed."""
+        """Events of `stream` in (after, head], or CursorExpired if some were trimmed. Only
+        a stream that does not exist means "none"; any failure raises (a replay that could
+        not be read is not an empty one)."""
         if after >= head:
             return []
         try:
             info = await self.redis.xinfo_stream(stream)
-        except RedisError:
-            return []  # no such stream: nothing was ever published there
+        except ResponseError as exc:
+            if is_missing_key(exc):
+                return []  # nothing was ever published there
+            raise
         if info.get("entries-added", 0) > info.get("length", 0) and info.get("first-entry"):
             # Trimmed: Redis 7.0 does not record the newest trimmed id, so a cursor before
             # the first retained entry may have missed events. Refusing it is safe: the
@@ -384,10 +361,8 @@ class RedisBroker(Broker):
                 for eid, f in entries]
 
     async def job(self, job_id: str) -> dict[str, Any] | None:
-        try:
+        with unavailable():
             state, latest = await self.redis.hmget(self._job(job_id), "s", "id")
-        except _UNREACHABLE as exc:
-            raise BrokerUnavailable("the broker is unreachable; retry") from exc
         if state is None or not latest:
             return None
         event = orjson.loads(state)["event"]
@@ -410,41 +385,15 @@ class RedisBroker(Broker):
         self._recent.append(event, 0.0)
         self._fan_out(event)
 
-    async def _subscriber(self, ready: asyncio.Future[None]) -> None:
-        """Subscribe once for the whole instance; on any failure reconnect with backoff and
-        jitter, then replay from the global stream what arrived while disconnected."""
-        attempt = 0
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(*self.channels)
-                if self._last_seen == START:
-                    head = await self.redis.xrevrange(self._global_stream, count=1)
-                    self._last_seen = parse_id(head[0][0]) if head else START
-                    self._recent.floor = self._last_seen  # it holds what comes after
-                else:
-                    await self._catch_up()
-                self._subscribed = True
-                attempt = 0
-                if not ready.done():
-                    ready.set_result(None)
-                while True:
-                    # Blocking, with no timeout: a timed read costs a timeout context per
-                    # message. A lost connection still raises, into the recovery below.
-                    message = await pubsub.get_message(timeout=None)
-                    if message is not None and message["type"] == "message":
-                        self._route(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure: the same recovery
-                if self._subscribed:
-                    log.warning("lost the Redis subscription (%s); reconnecting", exc)
-                self._subscribed = False
-                attempt += 1
-                await asyncio.sleep(random.uniform(0, min(5.0, 0.1 * 2**attempt)))
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+    async def _resync(self) -> None:
+        """Just subscribed: the first time, start from the stream's head; after a
+        reconnect, route what was published meanwhile."""
+        if self._last_seen == START:
+            head = await self.redis.xrevrange(self._global_stream, count=1)
+            self._last_seen = parse_id(head[0][0]) if head else START
+            self._recent.floor = self._last_seen  # it holds what comes after
+        else:
+            await self._catch_up()
 
     async def _catch_up(self) -> None:
         """Route the events published while this instance was not subscribed."""
