@@ -1,0 +1,651 @@
+#!/usr/bin/env python3
+"""Regenerate the figures of BENCHMARKS.md and README.md from the committed result files.
+
+Every figure in those documents sits between `<!-- results:KEY -->` and `<!-- /results:KEY -->`
+markers and is rendered here from benchmarks/results/*.json (written by the scripts in
+benchmarks/ and by `jobwire loadtest --json PATH`); the text around the markers is left alone
+and carries no figures. Each table row names the result file it comes from; the targets'
+thresholds are below, and whether each is met is computed from the files.
+
+    .venv/bin/python benchmarks/render.py           # rewrite the blocks in both documents
+    .venv/bin/python benchmarks/render.py --check   # exit 1 if a document is not up to date
+
+Where several files measure the same thing, the newest wins in the targets and README tables;
+the sections list every file. To replace a measurement, run its command again, delete the file
+it replaces, and render.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCUMENTS = ("BENCHMARKS.md", "README.md")
+BLOCK = re.compile(r"(<!-- results:(?P<key>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=key) -->)",
+                   re.S)
+
+# The targets of the performance work.
+TARGET_CONNECTIONS = 10_000  # concurrent WebSockets on one server process
+TARGET_KIB_PER_IDLE = 20.0  # server RSS per idle WebSocket, below
+TARGET_CONNECT_P99_MS = 50.0  # connect p99 while ramping up...
+TARGET_RAMP = 1_000  # ... this many connections
+TARGET_RATE, TARGET_RATE_CLIENTS, TARGET_RATE_P99_MS = 10_000, 1_000, 50.0
+TARGET_HTTP_CLIENTS, TARGET_HTTP_P99_MS = 1_000, 100.0  # SSE and long-polling
+# jobwire's server CPU per message, at most this many times the peer's:
+PEER_TARGETS = {"Node socket.io": 1.0, "python-socketio": 1 / 3}
+
+Record = dict[str, Any]
+NONE = "-"  # a figure the file does not have
+
+
+# --- reading ------------------------------------------------------------------------------
+
+def load(directory: Path = RESULTS) -> list[Record]:
+    """Every result file, oldest first, each with its `file` (relative to the repository)."""
+    records = []
+    for path in sorted(directory.glob("*.json")):
+        rec = json.loads(path.read_text())
+        rec["file"] = f"benchmarks/results/{path.name}"
+        records.append(rec)
+    return sorted(records, key=lambda r: (r["startedAt"], r["file"]))
+
+
+def named(records: Iterable[Record], *names: str) -> list[Record]:
+    return [r for r in records if r["name"] in names]
+
+
+def loadtests(records: Iterable[Record], **want: Any) -> list[Record]:
+    """`jobwire loadtest` runs (also through ws_latency.py) whose options match `want`
+    (values, or predicates on the value)."""
+    def match(rec: Record) -> bool:
+        p = rec["parameters"]
+        return all(v(p[k]) if callable(v) else p[k] == v for k, v in want.items())
+
+    return [r for r in named(records, "loadtest", "ws_latency") if match(r)]
+
+
+def newest(records: list[Record]) -> Record | None:
+    return records[-1] if records else None
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+def n(v: float | None) -> str:
+    """A count or rate: thousands separated, no decimals."""
+    return NONE if v is None else f"{v:,.0f}"
+
+
+def f(v: float | None) -> str:
+    """A measured value: one decimal below 100, none above (the rest is noise here)."""
+    if v is None:
+        return NONE
+    return f"{v:.1f}" if abs(v) < 100 else f"{v:,.0f}"
+
+
+def limit(v: float) -> str:
+    """A threshold, as written above."""
+    return f"{v:,g}"
+
+
+def ratio(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def link(rec: Record) -> str:
+    return f"[{Path(rec['file']).stem}]({rec['file']})"
+
+
+def when(rec: Record) -> str:
+    """`2026-12-05 23:50-23:51 UTC` from the file's own start and end times."""
+    start, end = rec["startedAt"], rec["endedAt"]
+    return f"{start[:10]} {start[11:16]}-{end[11:16]} UTC"
+
+
+def commit(rec: Record) -> str:
+    src = rec["source"]
+    if not src.get("commit"):
+        return "not a git checkout"
+    changed = src.get("srcChanged") or []
+    return f"`{src['commit'][:7]}`" + (f" + uncommitted changes to {len(changed)} files "
+                                       "under src/" if changed else "")
+
+
+def command(rec: Record) -> str:
+    """The command as typed: the interpreter's path shortened to the repository's."""
+    argv = [a.replace(str(ROOT) + "/", "") for a in rec["command"]]
+    if len(argv) > 1 and argv[1].endswith("bin/jobwire"):  # a console script: its shebang
+        argv = argv[1:]
+    env = " ".join(f"{k}={v}" for k, v in rec.get("environment", {}).items()
+                   if k != "JOBWIRE_LOG_LEVEL")
+    return f"`{(env + ' ') if env else ''}{' '.join(argv)}`"
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def nothing(what: str) -> str:
+    return f"(No result file for {what} yet.)"
+
+
+# --- jobwire loadtest ---------------------------------------------------------------------
+
+TRANSPORT = {"ws": "WebSocket", "sse": "SSE", "longpoll": "long-polling", "poll": "polling",
+             "mixed": "mixed"}
+
+
+def servers(r: Record) -> list[dict[str, Any]]:
+    return [p for p in r["processes"] if p["role"] == "server"]
+
+
+def redis_cpu(r: Record) -> float:
+    return sum(p["cpuPercent"] for p in r["processes"] if p["role"] == "redis")
+
+
+def delivered(r: Record) -> str:
+    text = f"{n(r['eventsDelivered'])} / {n(r['eventsExpected'])}"
+    flaws = [f"{n(r[k])} {label}" for k, label in
+             (("eventsLost", "lost"), ("seqGaps", "gaps"), ("duplicates", "duplicates")) if r[k]]
+    return text + (f" ({', '.join(flaws)})" if flaws else "")
+
+
+def complete(r: Record) -> bool:
+    """Every expected event arrived once, nothing refused."""
+    return bool(r["ok"]) and not r["eventsLost"]
+
+
+def latency(r: Record, points: tuple[str, ...] = ("p50", "p95", "p99", "max")) -> str:
+    return " / ".join(f(r["latencyMs"][p]) for p in points)
+
+
+def server_cpu(r: Record) -> str:
+    text = " + ".join(f"{p['cpuPercent']:.0f} %" for p in servers(r))
+    if redis_cpu(r):
+        text += f", Redis {redis_cpu(r):.0f} %"
+    return text
+
+
+def busiest(gen: dict[str, Any]) -> str:
+    top = max(gen["processes"], key=lambda p: p["cpuPercent"])
+    return f"{top['role']} {top['cpuPercent']:.0f} %"
+
+
+def loadtest_rows(records: list[Record]) -> str:
+    head = ["transport", "clients", "instances", "updates/s wanted → achieved",
+            "delivered / expected", "latency p50 / p95 / p99 / max ms", "connect p50 / p99 ms",
+            "server CPU (% of a core)", "server µs / event", "server RSS MiB, start → end",
+            "load generator CPU (busiest process)", "result file"]
+    rows = []
+    for rec in records:
+        r, p = rec["result"], rec["parameters"]
+        rss = " + ".join(f"{f(s['rssStartMiB'])} → {f(s['rssMiB'])}" for s in servers(r))
+        rows.append([
+            TRANSPORT.get(r["transport"], r["transport"]), f"{n(r['connected'])} / "
+            f"{n(r['connections'])}", str(p["instances"]),
+            f"{n(p['rate'])} → {n(r['publish']['achievedRate'])}", delivered(r), latency(r),
+            f"{f(r['connectMs']['p50'])} / {f(r['connectMs']['p99'])}", server_cpu(r),
+            f(r["serverCpuUsPerEvent"]), rss,
+            f"{r['loadgen']['cpuPercent']:.0f} % ({busiest(r['loadgen'])})", link(rec)])
+    return table(head, rows)
+
+
+def block_loadtest(want: dict[str, Any], what: str) -> Callable[[list[Record]], str]:
+    def render(records: list[Record]) -> str:
+        found = loadtests(records, **want)
+        return loadtest_rows(found) if found else nothing(what)
+
+    return render
+
+
+def block_ws_clients(records: list[Record]) -> str:
+    found = loadtests(records, ws_client=lambda c: c != "")
+    if not found:
+        return nothing("the WebSocket client comparison")
+    rows = []
+    for rec in found:
+        r = rec["result"]
+        readers = [p for p in r["loadgen"]["processes"] if p["role"] != "publisher"]
+        cpu = sum(p["cpuSeconds"] for p in readers)
+        rows.append([rec["parameters"]["ws_client"], n(rec["parameters"]["rate"]),
+                     delivered(r), f"{cpu:.2f} s over {len(readers)} processes",
+                     f(cpu * 1e6 / r["eventsReceived"]) if r["eventsReceived"] else NONE,
+                     latency(r, ("p50", "p99")),
+                     f"{f(r['connectMs']['p50'])} / {f(r['connectMs']['p99'])}", link(rec)])
+    return table(["WebSocket client", "updates/s", "delivered / expected", "readers' CPU",
+                  "readers' µs per received event", "latency p50 / p99 ms",
+                  "connect p50 / p99 ms", "result file"], rows)
+
+
+# --- connections.py -----------------------------------------------------------------------
+
+def block_connections(records: list[Record]) -> str:
+    found = named(records, "connections")
+    if not found:
+        return nothing("benchmarks/connections.py")
+    rows = []
+    for rec in sorted(found, key=lambda r: (r["parameters"]["connections"],
+                                            r["parameters"]["concurrent"], r["startedAt"])):
+        r = rec["result"]
+        c, rss = r["connectMs"], r["serverRssMiB"]
+        rows.append([n(r["connections"]), n(r["concurrent"]), f"{r['rampSeconds']:.2f} s",
+                     f"{f(c['p50'])} / **{f(c['p99'])}** / {f(c['max'])}",
+                     f"{f(rss['before'])} → {f(rss['after'])}",
+                     f"**{r['rssPerConnectionKiB']:.1f}**", link(rec)])
+    return table(["connections", "in flight", "ramp", "connect p50 / p99 / max ms",
+                  "server RSS MiB", "KiB per idle connection", "result file"], rows)
+
+
+# --- saturation.py ------------------------------------------------------------------------
+
+def block_saturation(records: list[Record]) -> str:
+    rec = newest(named(records, "saturation"))
+    if rec is None:
+        return nothing("benchmarks/saturation.py")
+    res = rec["result"]
+    p99 = res["p99LimitMs"]
+    rows = [[f"{n(x['rate'])} → {n(x['achieved'])}", f"{n(x['delivered'])} / "
+             f"{n(x['expected'])}", f"{f(x['p50'])} / {f(x['p99'])} / {f(x['max'])}",
+             f"{x['serverCpuPercent']:.0f} %", f(x["serverUsPerEvent"]),
+             f"{x['loadgenCpuPercent']:.0f} % ({x['busiestLoadgen']})",
+             f(x["loadgenUsPerEvent"]), "**yes**" if x["meets"] else "no"]
+            for x in res["rows"]]
+    best = res["highestRateMeetingLimit"]
+    p = rec["parameters"]
+    return (table(["updates/s wanted → achieved", "delivered / expected",
+                   "latency p50 / p99 / max ms", "server CPU", "server µs / event",
+                   "load generator CPU (busiest process)", "load generator µs / event",
+                   f"p99 < {limit(p99)} ms, nothing lost"], rows)
+            + f"\n\n{n(p['clients'])} {TRANSPORT.get(p['transport'], p['transport'])} clients, "
+            f"{f(p['duration'])} s per rate, {when(rec)}, {link(rec)}. **Highest rate with p99 < "
+            f"{limit(p99)} ms and nothing lost: "
+            + (f"{n(best)} updates/s**." if best else "none of those tried**."))
+
+
+# --- compare_peers.py ---------------------------------------------------------------------
+
+def peer_ratios(rec: Record) -> list[tuple[str, float, str, float, float, float]]:
+    """(mode, rate, peer, jobwire µs, peer µs, jobwire / peer) for every pair measured."""
+    keyed = {(r["server"], r["mode"], r["targetRate"]): r["serverCpuUsPerMessage"]
+             for r in rec["result"]["runs"]}
+    out = []
+    for (server, mode, rate), us in keyed.items():
+        if server != "jobwire" or not us:
+            continue
+        for peer in ("Node socket.io", "python-socketio"):
+            other = keyed.get((peer, mode, rate))
+            if other:
+                out.append((mode, rate, peer, us, other, us / other))
+    return out
+
+
+def block_peers(records: list[Record]) -> str:
+    rec = newest(named(records, "compare_peers"))
+    if rec is None:
+        return nothing("benchmarks/compare_peers.py")
+    rows = []
+    for r in rec["result"]["runs"]:
+        lat, con = r["latencyMs"], r["connectMs"]
+        rows.append([r["mode"], n(r["targetRate"]), r["server"], n(r["achievedRate"]),
+                     f"{n(r['delivered'])} / {n(r['expected'])}",
+                     f"{f(lat['p50'])} / {f(lat['p99'])}", f"{r['serverCpuPercent']:.0f} %",
+                     f"**{f(r['serverCpuUsPerMessage'])}**",
+                     f"{r['rssPerConnectionKiB']:.1f}", f"{f(con['p50'])} / {f(con['p99'])}",
+                     "; ".join(r["notes"]) or "", link(rec)])
+    main = table(["mode", "updates/s", "server", "achieved/s", "delivered / expected",
+                  "p50 / p99 ms", "server CPU", "**CPU µs / message**",
+                  "RSS / idle connection KiB", "connect p50 / p99 ms", "notes", "result file"],
+                 rows)
+    ratios = table(["mode, updates/s", "peer", "jobwire / peer CPU per message", "target",
+                    "met?"],
+                   [[f"{mode}, {n(rate)}", peer, f"{f(us)} / {f(other)} µs = **{ratio(x)}**",
+                     f"≤ {ratio(most)}", "yes" if x <= most else "no"]
+                    for mode, rate, peer, us, other, x in peer_ratios(rec)
+                    for most in [PEER_TARGETS[peer]]])
+    versions = ", ".join(f"{k.split(':', 1)[-1]} {v}" for k, v in
+                         rec["machine"].get("peers", {}).items())
+    return (f"{when(rec)}, jobwire at {commit(rec)}; {versions}.\n\n{main}\n\n{ratios}")
+
+
+# --- cpu_profile.py, browser_latency.py, report_overhead.py -------------------------------
+
+NOTES = {"asyncio/runners.py": "the event loop: uvloop's C code under asyncio.run, i.e. "
+                               "epoll, callbacks, reading sockets"}
+TOP_MODULES = 12
+
+
+def block_profile(records: list[Record]) -> str:
+    rec = newest(named(records, "cpu_profile"))
+    if rec is None:
+        return nothing("benchmarks/cpu_profile.py")
+    res, p = rec["result"], rec["parameters"]
+    spy, load = res["pySpy"], res["loadtest"]["result"]
+    own = res["selfByModule"]
+    rest = sum(x["percent"] for x in own[TOP_MODULES:])
+    own_rows = [[f"`{x['module']}`" + (f" ({NOTES[x['module']]})" if x["module"] in NOTES
+                                       else ""), f"{x['percent']:.1f} %"]
+                for x in own[:TOP_MODULES]]
+    if rest:
+        own_rows.append([f"{len(own) - TOP_MODULES} other modules", f"{rest:.1f} %"])
+    inclusive = [[f"`{x['function']}`", f"{x['percent']:.1f} %"]
+                 for x in res["inclusiveByJobwireFunction"]]
+    return (f"{n(p['clients'])} WebSocket clients, {n(p['rate'])} updates/s wanted, "
+            f"{n(load['publish']['achievedRate'])}/s achieved, {delivered(load)} delivered, "
+            f"p99 {f(load['latencyMs']['p99'])} ms; py-spy {spy['version']} at "
+            f"{spy['sampleRate']} samples/s for {spy['seconds']} s of the publishing: "
+            f"{n(res['samples'])} samples of a busy server thread, while the server used "
+            f"{spy['serverCpuSecondsWhileSampling']:.2f} s of CPU. {when(rec)}, {link(rec)}.\n\n"
+            + table(["innermost frame's module (self)", "share of samples"], own_rows)
+            + "\n\n" + table(["jobwire function on the stack (inclusive)", "share of samples"],
+                             inclusive)
+            + f"\n\nJWT verification (HS256, a new token each time, as for each connecting "
+            f"user): **{f(res['jwtVerifyUs'])} µs** per token ({link(rec)}).")
+
+
+def block_browser(records: list[Record]) -> str:
+    found = named(records, "browser_latency")
+    if not found:
+        return nothing("benchmarks/browser_latency.py")
+    return table(["updates", "transport", "publish → painted p50 / p95 / max ms", "Chromium",
+                  "run", "result file"],
+                 [[n(r["updates"]), r["transport"],
+                   f"**{f(r['p50_ms'])}** / {f(r['p95_ms'])} / {f(r['max_ms'])}",
+                   r.get("chromium", NONE), when(rec), link(rec)]
+                  for rec in found for r in [rec["result"]]])
+
+
+def block_report_overhead(records: list[Record]) -> str:
+    found = named(records, "report_overhead")
+    if not found:
+        return nothing("benchmarks/report_overhead.py")
+    return table(["publisher", "reports", "mean µs", "p50 µs", "p99 µs", "reports/s",
+                  "result file"],
+                 [[x["publisher"], n(x["reports"]), f(x["mean_us"]), f(x["p50_us"]),
+                   f(x["p99_us"]), n(x["reports_per_second"]), link(rec)]
+                  for rec in found for x in rec["result"]["results"]])
+
+
+# --- targets ------------------------------------------------------------------------------
+
+def verdict(checks: list[tuple[str, bool]]) -> str:
+    """**yes** / no, or which of the cases met the target."""
+    if not checks:
+        return "not measured"
+    if all(ok for _, ok in checks):
+        return "**yes**"
+    if not any(ok for _, ok in checks):
+        return "no"
+    return "; ".join(f"{'yes' if ok else 'no'} {label}" for label, ok in checks)
+
+
+def connections_by_size(records: list[Record]) -> list[Record]:
+    """The newest connections.py run of each (connections, in flight) pair."""
+    newest_of: dict[tuple[int, int], Record] = {}
+    for rec in named(records, "connections"):
+        p = rec["parameters"]
+        newest_of[(p["connections"], p["concurrent"])] = rec
+    return [newest_of[k] for k in sorted(newest_of)]
+
+
+def idle_memory(records: list[Record]) -> list[Record]:
+    """Per connection count, largest first, the newest connections.py run (with the most in
+    flight, if several): the memory figure for that many idle connections."""
+    by_count: dict[int, Record] = {}
+    for rec in connections_by_size(records):
+        by_count[rec["parameters"]["connections"]] = rec
+    return [by_count[k] for k in sorted(by_count, reverse=True)]
+
+
+def target_rows(records: list[Record]) -> list[list[str]]:
+    rows = []
+
+    rec = newest(loadtests(records, connections=lambda c: c >= TARGET_CONNECTIONS,
+                           transport="ws", instances=1))
+    if rec:
+        r = rec["result"]
+        rows.append([f"{n(TARGET_CONNECTIONS)} concurrent WebSockets on one server process",
+                     f"{n(r['connected'])} / {n(r['connections'])} connected in "
+                     f"{r['rampSeconds']:.1f} s; {delivered(r)} events at "
+                     f"{n(r['publish']['achievedRate'])}/s, p99 {f(r['latencyMs']['p99'])} ms",
+                     link(rec), verdict([("", r["connected"] >= TARGET_CONNECTIONS
+                                          and complete(r))])])
+
+    runs = idle_memory(records)
+    if runs:
+        rows.append([f"server RSS per idle WebSocket < {limit(TARGET_KIB_PER_IDLE)} KiB",
+                     "; ".join(f"{r['result']['rssPerConnectionKiB']:.1f} KiB at "
+                               f"{n(r['parameters']['connections'])}" for r in runs),
+                     ", ".join(link(r) for r in runs),
+                     verdict([(f"at {n(r['parameters']['connections'])}",
+                               r["result"]["rssPerConnectionKiB"] < TARGET_KIB_PER_IDLE)
+                              for r in runs])])
+
+    ramps = [r for r in connections_by_size(records)
+             if r["parameters"]["connections"] == TARGET_RAMP]
+    if ramps:
+        rows.append([f"connect p99 < {limit(TARGET_CONNECT_P99_MS)} ms while ramping "
+                     f"{n(TARGET_RAMP)} connections",
+                     "; ".join(f"{f(r['result']['connectMs']['p99'])} ms with "
+                               f"{n(r['parameters']['concurrent'])} in flight" for r in ramps),
+                     ", ".join(link(r) for r in ramps),
+                     verdict([(f"with {n(r['parameters']['concurrent'])} in flight",
+                               r["result"]["connectMs"]["p99"] < TARGET_CONNECT_P99_MS)
+                              for r in ramps])])
+
+    rec = newest(loadtests(records, connections=TARGET_RATE_CLIENTS, rate=TARGET_RATE,
+                           transport="ws", instances=1, ws_client=""))
+    if rec:
+        r = rec["result"]
+        rows.append([f"{n(TARGET_RATE)} updates/s into {n(TARGET_RATE_CLIENTS)} WebSocket "
+                     f"clients: nothing lost, p99 < {limit(TARGET_RATE_P99_MS)} ms",
+                     f"{delivered(r)}, p99 {f(r['latencyMs']['p99'])} ms, server "
+                     f"{f(r['serverCpuUsPerEvent'])} µs per event", link(rec),
+                     verdict([("", complete(r) and r["latencyMs"]["p99"] < TARGET_RATE_P99_MS)])])
+
+    http = [rec for t in ("sse", "longpoll")
+            for rec in [newest(loadtests(records, connections=TARGET_HTTP_CLIENTS,
+                                         transport=t, instances=1))] if rec]
+    if http:
+        rows.append([f"SSE and long-polling at {n(TARGET_HTTP_CLIENTS)} clients: p99 < "
+                     f"{limit(TARGET_HTTP_P99_MS)} ms",
+                     "; ".join(f"{TRANSPORT[r['result']['transport']]} p99 "
+                               f"{f(r['result']['latencyMs']['p99'])} ms at "
+                               f"{n(r['parameters']['rate'])} updates/s, {delivered(r['result'])}"
+                               for r in http),
+                     ", ".join(link(r) for r in http),
+                     verdict([(TRANSPORT[r["result"]["transport"]],
+                               complete(r["result"])
+                               and r["result"]["latencyMs"]["p99"] < TARGET_HTTP_P99_MS)
+                              for r in http])])
+
+    rec = newest(named(records, "compare_peers"))
+    if rec:
+        for peer, most in PEER_TARGETS.items():
+            pairs = [x for x in peer_ratios(rec) if x[2] == peer]
+            rows.append([f"server CPU per WebSocket message ≤ {ratio(most)} x {peer}'s",
+                         "; ".join(f"{mode} {n(rate)}/s: {f(us)} / {f(other)} µs = {ratio(x)}"
+                                   for mode, rate, _, us, other, x in pairs),
+                         link(rec),
+                         verdict([(f"{mode} {n(rate)}/s", x <= most)
+                                   for mode, rate, _, _, _, x in pairs])])
+
+    rec = newest(named(records, "saturation"))
+    if rec:
+        res = rec["result"]
+        rows.append([f"saturation: the highest rate into {n(rec['parameters']['clients'])} "
+                     f"WebSocket clients with p99 < {limit(res['p99LimitMs'])} ms, nothing lost",
+                     f"{n(res['highestRateMeetingLimit'])} updates/s" if
+                     res["highestRateMeetingLimit"] else "none of the rates tried",
+                     link(rec), "measured"])
+
+    for rec in loadtests(records, instances=lambda i: i > 1):
+        r = rec["result"]
+        rows.append([f"Redis, {rec['parameters']['instances']} instances, "
+                     f"{n(r['connections'])} {TRANSPORT[r['transport']]} clients",
+                     f"{n(rec['parameters']['rate'])} updates/s wanted, "
+                     f"{n(r['publish']['achievedRate'])} achieved; {delivered(r)}, p99 "
+                     f"{f(r['latencyMs']['p99'])} ms", link(rec), "measured"])
+    return rows
+
+
+def block_targets(records: list[Record]) -> str:
+    return table(["target", "measured", "result file", "met?"], target_rows(records))
+
+
+# --- README ------------------------------------------------------------------------------
+
+def block_readme(records: list[Record]) -> str:
+    rows = []
+
+    def add(label: str, rec: Record | None) -> None:
+        if rec is None:
+            return
+        r = rec["result"]
+        rows.append([label, n(r["connections"]), n(r["publish"]["achievedRate"]),
+                     f"{f(r['latencyMs']['p50'])} / {f(r['latencyMs']['p99'])} ms",
+                     f(r["serverCpuUsPerEvent"]), link(rec)])
+
+    add("one process, WebSocket", newest(loadtests(
+        records, connections=TARGET_RATE_CLIENTS, rate=TARGET_RATE, transport="ws",
+        instances=1, ws_client="")))
+    sat = newest(named(records, "saturation"))
+    if sat and sat["result"]["highestRateMeetingLimit"]:
+        res = sat["result"]
+        x = next(x for x in res["rows"] if x["rate"] == res["highestRateMeetingLimit"])
+        rows.append([f"one process, WebSocket: the highest rate with p99 < "
+                     f"{limit(res['p99LimitMs'])} ms", n(sat["parameters"]["clients"]),
+                     n(x["achieved"]), f"{f(x['p50'])} / {f(x['p99'])} ms",
+                     f(x["serverUsPerEvent"]), link(sat)])
+    add("one process, WebSocket", newest(loadtests(
+        records, connections=lambda c: c >= TARGET_CONNECTIONS, transport="ws", instances=1)))
+    for t in ("sse", "longpoll"):
+        add(f"one process, {TRANSPORT[t]}", newest(loadtests(
+            records, connections=TARGET_HTTP_CLIENTS, transport=t, instances=1)))
+    for rec in loadtests(records, instances=lambda i: i > 1):
+        add(f"{rec['parameters']['instances']} instances on Redis, WebSocket", rec)
+    browser = newest(named(records, "browser_latency"))
+    if browser:
+        b = browser["result"]
+        rows.append(["dashboard in Chromium, publish → painted row", "1", NONE,
+                     f"{f(b['p50_ms'])} ms p50", NONE, link(browser)])
+    text = table(["setup", "clients", "updates/s", "latency p50 / p99 (publisher send → "
+                  "client parsed)", "server µs per event", "result file"], rows)
+
+    runs = idle_memory(records)
+    if runs:
+        text += ("\n\nServer memory per idle WebSocket connection: "
+                 + "; ".join(f"{r['result']['rssPerConnectionKiB']:.1f} KiB with "
+                             f"{n(r['parameters']['connections'])} open ({link(r)})"
+                             for r in runs) + ".")
+    peers = newest(named(records, "compare_peers"))
+    if peers:
+        cpu = {(r["server"], r["mode"], r["targetRate"]): r["serverCpuUsPerMessage"]
+               for r in peers["result"]["runs"]}
+        points = sorted({(mode, rate) for _, mode, rate in cpu}, key=lambda k: (k[0], -k[1]))
+        text += ("\n\nServer CPU per delivered message, side by side on one workload "
+                 f"({n(peers['parameters']['clients'])} clients, one core; {link(peers)}): "
+                 + "; ".join(f"{mode} at {n(rate)}/s: "
+                             + ", ".join(f"{server} {f(us)} µs" for (server, m, r), us in
+                                         cpu.items() if (m, r) == (mode, rate))
+                             for mode, rate in points) + ".")
+    return text
+
+
+# --- the result files ---------------------------------------------------------------------
+
+def block_machine(records: list[Record]) -> str:
+    """The machines the files were measured on (normally one), with the library versions."""
+    if not records:
+        return nothing("any benchmark")
+    seen: dict[str, list[Record]] = {}
+    for rec in records:
+        m = rec["machine"]
+        key = json.dumps([m["cores"], m["cpuModel"], m["memoryGiB"], m["kernel"], m["python"],
+                          m["libraries"]])
+        seen.setdefault(key, []).append(rec)
+    rows = []
+    for group in seen.values():
+        m = group[0]["machine"]
+        libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v)
+        rows.append([f"{m['cores']} cores ({m['cpuModel']}), {f(m['memoryGiB'])} GiB, "
+                     f"Linux {m['kernel']}, Python {m['python']}", libs, str(len(group))])
+    return table(["machine", "libraries", "result files"], rows)
+
+
+def block_files(records: list[Record]) -> str:
+    if not records:
+        return nothing("any benchmark")
+    rows = [[link(rec), when(rec),
+             f"{rec['machine']['loadAverage1m']:.2f} → {rec['loadAverage1mAtEnd']:.2f}",
+             commit(rec), command(rec)] for rec in records]
+    return table(["result file", "run", "load average (1 min), start → end", "code",
+                  "command"], rows)
+
+
+BLOCKS: dict[str, Callable[[list[Record]], str]] = {
+    "targets": block_targets,
+    "machine": block_machine,
+    "connections": block_connections,
+    "loadtest-ws": block_loadtest({"transport": "ws", "instances": 1, "ws_client": ""},
+                                  "jobwire loadtest over WebSocket"),
+    "loadtest-http": block_loadtest({"transport": lambda t: t in ("sse", "longpoll"),
+                                     "instances": 1}, "jobwire loadtest over SSE or long-polling"),
+    "loadtest-redis": block_loadtest({"instances": lambda i: i > 1},
+                                     "jobwire loadtest --instances"),
+    "ws-clients": block_ws_clients,
+    "saturation": block_saturation,
+    "peers": block_peers,
+    "profile": block_profile,
+    "browser": block_browser,
+    "report-overhead": block_report_overhead,
+    "files": block_files,
+    "readme": block_readme,
+}
+
+
+def render_text(text: str, records: list[Record]) -> str:
+    """`text` with each results block rendered anew from `records`."""
+    def replace(m: re.Match[str]) -> str:
+        key = m["key"]
+        if key not in BLOCKS:
+            raise KeyError(f"unknown results block {key!r}; known: {', '.join(BLOCKS)}")
+        return f"{m[1]}{BLOCKS[key](records)}\n{m[4]}"
+
+    return BLOCK.sub(replace, text)
+
+
+def rendered(root: Path = ROOT) -> dict[Path, str]:
+    """Each document as it should be, from the result files (nothing is written)."""
+    records = load(root / "benchmarks" / "results")
+    return {root / doc: render_text((root / doc).read_text(), records) for doc in DOCUMENTS}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if a document differs from its rendering")
+    args = p.parse_args()
+    stale = []
+    for path, text in rendered().items():
+        if path.read_text() != text:
+            stale.append(path.name)
+            if not args.check:
+                path.write_text(text)
+    if args.check and stale:
+        print(f"not up to date with benchmarks/results: {', '.join(stale)} "
+              "(run benchmarks/render.py)", file=sys.stderr)
+        return 1
+    print(("rendered: " + ", ".join(stale)) if stale else "up to date", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
