@@ -49,6 +49,7 @@ TOOLS = Path("/tmp/jobwire-bench-tools")  # a virtualenv of our own: never the p
 PUBLISHED = re.compile(rb"^jobwire_events_published_total (\S+)$", re.M)
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*)\)$")
 TOP_FUNCTIONS = 15
+EVENT_LOOP = "asyncio/runners.py"
 ENTRY = {"jobwire/cli.py", "jobwire/server.py"}  # under every sample: no information
 JWT_ITERATIONS = 5000
 
@@ -82,13 +83,17 @@ def wait_for_publishing(url: str, loadtest: subprocess.Popen[bytes], timeout: fl
 
 
 def module_of(path: str) -> str:
-    """`jobwire/hub.py` for jobwire's files; the distribution or stdlib module otherwise."""
+    """`jobwire/hub.py` for jobwire's files, `asyncio/runners.py` (the frame under which
+    uvloop's C loop runs) as it is, and the package or stdlib module for the others. py-spy
+    gives paths relative to the import root they were found under: `uvicorn/protocols/...`."""
     parts = Path(path).parts
+    if "site-packages" in parts:
+        parts = parts[parts.index("site-packages") + 1:]
     if "jobwire" in parts:
         return "/".join(parts[parts.index("jobwire"):])
-    if "site-packages" in parts:
-        return parts[parts.index("site-packages") + 1].removesuffix(".py")
-    return Path(path).stem if "/" not in path else "/".join(parts[-2:])
+    if path.endswith(EVENT_LOOP):
+        return EVENT_LOOP
+    return parts[0].removesuffix(".py") if parts else path
 
 
 def parse_stacks(raw: str) -> list[tuple[list[tuple[str, str]], int]]:
