@@ -69,6 +69,7 @@ def main() -> int:
     args = p.parse_args()
     only = set(args.only.split(",")) if args.only else None
     lock = ["flock", args.lock] if args.lock and shutil.which("flock") else []
+    failed = []
     for what, env, cmd in RUNS:
         if only and what not in only:
             continue
@@ -83,11 +84,14 @@ def main() -> int:
         done = subprocess.run([*lock, *cmd], env={**os.environ, **env},
                               stdout=subprocess.DEVNULL, check=False)
         if done.returncode not in (0, 1):  # 1: it ran, and found a problem its file records
-            print(f"measure_all: stopped: status {done.returncode}", file=sys.stderr)
-            return done.returncode
-    if not args.list:
-        return subprocess.run([PY, str(HERE / "render.py")], check=False).returncode
-    return 0
+            print(f"measure_all: status {done.returncode}, no result file", file=sys.stderr)
+            failed.append(shown)
+    if args.list:
+        return 0
+    rendered = subprocess.run([PY, str(HERE / "render.py")], check=False).returncode
+    for shown in failed:
+        print(f"measure_all: failed: {shown}", file=sys.stderr)
+    return 1 if failed else rendered
 
 
 if __name__ == "__main__":
