@@ -174,11 +174,13 @@ class RedisBroker(Broker):
                 results[i] = ack
                 if ack.flush_at is not None:
                     self._schedule_flush(job_id, ack.flush_at - now)
-            if self.durable_replicas and real:
-                await self._await_replicas()
             todo = retry
         for i in todo:
             results[i] = BrokerUnavailable(f"job {updates[i].jobId} is too contended; retry")
+        if self.durable_replicas and any(isinstance(r, Ack) for r in results):
+            # Every acknowledgement, a deduplicated retry's too: its first attempt may have
+            # been stored on the master alone, and answered 503 for that.
+            await self._await_replicas()
         return [r for r in results if r is not None]
 
     async def _read_jobs(self, updates: list[JobUpdate], todo: list[int]
@@ -267,10 +269,18 @@ class RedisBroker(Broker):
         return await self._commit(keys=keys, args=[orjson.dumps(commits)])
 
     async def _await_replicas(self) -> None:
-        """Durable mode: answer only once replicas hold the write, so an acknowledged
-        update survives a failover. Too few in time: 503, and the publisher retries (an
-        eventId makes the retry idempotent)."""
-        acked = await self.redis.execute_command("WAIT", self.durable_replicas, REPLICA_WAIT_MS)
+        """Durable mode: answer only once replicas hold everything written so far, so an
+        acknowledged update survives a failover. Too few in time: 503, and the publisher
+        retries (an eventId makes the retry idempotent).
+
+        WAIT counts the replicas that have the last write *of its own connection*, and the
+        commit may have run on another pooled connection (a deduplicated retry wrote
+        nothing at all). So a write on the same connection first, a fence: replication is
+        in order, and a replica that has the fence has every write before it."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(f"{self.prefix}fence", time.time(), px=60_000)
+            pipe.execute_command("WAIT", self.durable_replicas, REPLICA_WAIT_MS)
+            _, acked = await pipe.execute()
         if int(acked) < self.durable_replicas:
             raise BrokerUnavailable(
                 f"stored, but {acked} of {self.durable_replicas} replicas confirmed; retry")
