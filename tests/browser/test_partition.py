@@ -12,7 +12,7 @@ from tests.browser import test_dashboard
 from tests.browser.test_dashboard import T
 from tests.conftest import publish
 from tests.integration import test_partition
-from tests.integration.test_partition import HEARTBEAT
+from tests.integration.test_partition import HEARTBEAT, LONGPOLL_WAIT
 from tests.relay import Relay
 
 # The fixtures of the dashboard's browser tests and of the client's partition tests.
@@ -20,17 +20,17 @@ browser = test_dashboard.browser
 beating_server = test_partition.beating_server
 
 
-async def follow(page: Page, url: str, token: str, transport: str) -> None:
-    """Load jobwire.js from `url` and follow every job over `transport`, in the page itself
+async def follow(page: Page, url: str, options: dict) -> None:
+    """Load jobwire.js from `url` and follow every job with `options`, in the page itself
     (no SharedWorker), recording states (with their time) and applied event ids."""
     await page.goto(url + "/healthz", timeout=T)
     await page.add_script_tag(url=url + "/static/jobwire.js")
-    await page.evaluate("""([token, transport]) => {
+    await page.evaluate("""(options) => {
         window.states = []; window.applied = [];
-        const client = Jobwire.connect({token, transports: [transport], shared: false});
+        const client = Jobwire.connect({...options, shared: false});
         client.on("state", (s) => window.states.push([s.state, performance.now()]));
         client.on("update", (job) => window.applied.push(job.id));
-    }""", [token, transport])
+    }""", options)
     await until_state(page, "open", 0)
 
 
@@ -48,14 +48,18 @@ async def until_applied(page: Page, event_id: str) -> None:
                                  timeout=2 * T)
 
 
-@pytest.mark.parametrize("transport", ["websocket", "sse"])
+@pytest.mark.parametrize("transport", ["websocket", "sse", "longpoll"])
 async def test_a_silent_partition_is_noticed_and_nothing_is_lost(browser, beating_server, uid,
                                                                  transport):
     server, user, job = beating_server, f"{uid}-u", f"{uid}-job"
     page = await browser.new_page()
     with Relay(server.port) as relay:
         url = f"http://127.0.0.1:{relay.port}"
-        await follow(page, url, server.token(user), transport)
+        options = {"token": server.token(user), "transports": [transport]}
+        if transport == "longpoll":
+            # Long-polling hears no heartbeats: the page is told the interval.
+            options.update(longPollSeconds=LONGPOLL_WAIT, heartbeatSeconds=HEARTBEAT)
+        await follow(page, url, options)
         before = await publish(server, job, user, "queued")
         await until_applied(page, before["id"])
 
@@ -70,6 +74,7 @@ async def test_a_silent_partition_is_noticed_and_nothing_is_lost(browser, beatin
     await page.close()
 
     assert applied == [before["id"]] + [a["id"] for a in during], "each event once, in order"
+    expected = 2.5 * HEARTBEAT + (LONGPOLL_WAIT if transport == "longpoll" else 0)
     print(f"\n{transport}: silent link noticed by jobwire.js after {noticed:.2f} s "
-          f"(limit {2.5 * HEARTBEAT:.2f} s after the last message)")
-    assert noticed < 2.5 * HEARTBEAT + 2 * HEARTBEAT
+          f"(limit {expected:.2f} s after the last message)")
+    assert noticed < expected + 2 * HEARTBEAT
