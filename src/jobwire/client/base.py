@@ -35,18 +35,21 @@ class Conn:
     client: httpx.AsyncClient | None = None  # set when the client starts
 
     @property
+    def heartbeat(self) -> float | None:
+        """The heartbeat interval: the caller's, else the server's, else None (unknown)."""
+        return self.heartbeat_seconds or self.server_heartbeat
+
+    @property
     def silence_limit(self) -> float:
         """How long a subscribed stream may stay silent before the link is taken for dead:
         two missed heartbeats and a half; `idle_timeout` while the interval is unknown."""
-        beat = self.heartbeat_seconds or self.server_heartbeat
-        return SILENT_BEATS * beat if beat else self.idle_timeout
+        return SILENT_BEATS * self.heartbeat if self.heartbeat else self.idle_timeout
 
     @property
     def overrun_margin(self) -> float:
         """How long an answer may be late (a long-poll past its wait) before the link is taken
         for dead: the same silence as a stream's; `open_timeout` while it is unknown."""
-        beat = self.heartbeat_seconds or self.server_heartbeat
-        return SILENT_BEATS * beat if beat else self.open_timeout
+        return SILENT_BEATS * self.heartbeat if self.heartbeat else self.open_timeout
 
     @property
     def http(self) -> httpx.AsyncClient:
