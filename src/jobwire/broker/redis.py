@@ -18,7 +18,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -27,29 +26,25 @@ from redis.exceptions import RedisError, ResponseError
 
 from ..cursor import START, Position, format_id, parse_id
 from ..errors import BrokerUnavailable, CursorExpired, JobwireError
-from ..events import JOB_COMPLETED, Event
+from ..events import Event
 from ..history import Log, in_scope
 from ..jobs import Ack, Job, JobBook
-from ..jobstate import DeferredIds, event_from, is_placeholder, job_from_state, job_to_state
-from ..protocol import JobUpdate, Status, now_iso
+from ..jobstate import DeferredIds, event_from, is_placeholder, job_from_state
+from ..protocol import JobUpdate, now_iso
 from .base import Broker, Scope, View
 from .redisconn import MAX_CONNECTIONS, connect, is_missing_key, unavailable
+from .rediskeys import CHANNELS, Keys, Retention, commit_call, script
 from .redissub import Subscriber
 
 __all__ = ["CHANNELS", "MAX_CONNECTIONS", "RedisBroker", "connect"]
 
 log = logging.getLogger("jobwire.redis")
 
-CHANNELS = ("job_status_updates", "job_progress_updates", "job_completion_updates")
 COMMIT_ATTEMPTS = 50
 SWEEP_SECONDS = 1.0
 FLUSH_RETRY_SECONDS = 1.0
 FLUSH_ATTEMPTS = 10  # then the stall sweep delivers a waiting update whose flush kept failing
 REPLICA_WAIT_MS = 1000
-
-
-def _script(name: str) -> str:
-    return resources.files("jobwire.broker").joinpath("lua", name).read_text()
 
 
 class RedisBroker(Broker):
@@ -60,17 +55,16 @@ class RedisBroker(Broker):
         super().__init__()
         self.url = url
         self.prefix = prefix
+        self.keys = Keys(prefix)
         self.channels = tuple(channel_prefix + c for c in CHANNELS)
-        self.history_size = history_size
-        self.global_history_size = global_history_size
-        self.ttl = history_ttl_seconds
+        self.retention = Retention(history_size, global_history_size, history_ttl_seconds)
         self.rate = max_updates_per_second
         self.stalled_after = stalled_after_seconds
         self.published = 0
         self.durable_replicas = durable_replicas
         self.redis: aioredis.Redis = connect(url)
-        self._commit = self.redis.register_script(_script("commit.lua"))
-        self._view = self.redis.register_script(_script("view.lua"))
+        self._commit = self.redis.register_script(script("commit.lua"))
+        self._view = self.redis.register_script(script("view.lua"))
         self.subscriber = Subscriber(self.redis, self.channels, on_message=self._route,
                                      on_subscribed=self._resync)
         self._last_seen: Position = START  # newest event routed to the hub
@@ -78,18 +72,6 @@ class RedisBroker(Broker):
         # (long-polls, mostly) are answered from here instead of Redis.
         self._recent = Log(global_history_size)
         self._tasks: list[asyncio.Task[None]] = []
-
-    # --- keys -----------------------------------------------------------------------------
-
-    def _job(self, job_id: str) -> str:
-        return f"{self.prefix}job:{job_id}"
-
-    def _user_stream(self, user_id: str) -> str:
-        return f"{self.prefix}stream:u:{user_id}"
-
-    @property
-    def _global_stream(self) -> str:
-        return f"{self.prefix}stream:all"
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -190,9 +172,9 @@ class RedisBroker(Broker):
         named = [(updates[i].jobId, updates[i].eventId) for i in todo if updates[i].eventId]
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(self._job(job_id), "v", "s", "id")
+                pipe.hmget(self.keys.job(job_id), "v", "s", "id")
             for job_id, event_id in named:
-                pipe.hget(f"{self._job(job_id)}:eids", event_id)
+                pipe.hget(f"{self.keys.job(job_id)}:eids", event_id)
             replies = await pipe.execute()
         books: dict[str, tuple[str | None, JobBook, int]] = {}
         for job_id, (version, state, latest) in zip(job_ids, replies, strict=False):
@@ -219,7 +201,7 @@ class RedisBroker(Broker):
         """Deliver a job's waiting conflated update or, with `stall`, report it stalled:
         read, apply, commit if unchanged, as a publish does."""
         for _ in range(COMMIT_ATTEMPTS):
-            version, state, latest = await self.redis.hmget(self._job(job_id), "v", "s", "id")
+            version, state, latest = await self.redis.hmget(self.keys.job(job_id), "v", "s", "id")
             if state is None:
                 return
             book = self._book()
@@ -243,29 +225,12 @@ class RedisBroker(Broker):
 
     def _commit_call(self, job: Job, expected: str, event: Event | None,
                      remember: list[str]) -> list[Any]:
-        """One commit of commit.lua: `job`'s new state (and event), as strings."""
-        status: Status = job.fields["status"]
-        event_json = ""
-        channel = self.channels[1]
-        if event is not None:
-            payload = {k: v for k, v in event.payload.items() if k != "id"}
-            event_json = orjson.dumps(payload).decode()
-            channel = (self.channels[2] if payload["type"] == JOB_COMPLETED
-                       else self.channels[1] if event.progress_only else self.channels[0])
-        processing = status is Status.PROCESSING and not job.stalled
-        job_key = self._job(job.job_id)
-        return [job_key, self._user_stream(job.user_id), f"{job_key}:eids",
-                f"{self.prefix}jobs:u:{job.user_id}", expected,
-                orjson.dumps(job_to_state(job)).decode(), event_json, channel,
-                str(self.history_size), str(self.global_history_size), job.job_id,
-                repr(job.last_update_at) if processing else "",
-                str(int(self.ttl)) if status.terminal else "",
-                "1" if event is not None and event.progress_only else "0", str(job.seq),
-                remember]
+        return commit_call(self.keys, self.channels, self.retention, job, expected, event,
+                           remember)
 
     async def _commit_all(self, commits: list[list[Any]]) -> list[Any]:
         """Run commits in order, in one script call: a reply per commit."""
-        keys = [self._global_stream, f"{self.prefix}jobs:all", f"{self.prefix}processing"]
+        keys = [self.keys.global_stream, self.keys.all_jobs, self.keys.processing]
         return await self._commit(keys=keys, args=[orjson.dumps(commits)])
 
     async def _await_replicas(self) -> None:
@@ -278,7 +243,7 @@ class RedisBroker(Broker):
         nothing at all). So a write on the same connection first, a fence: replication is
         in order, and a replica that has the fence has every write before it."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(f"{self.prefix}fence", time.time(), px=60_000)
+            pipe.set(self.keys.fence, time.time(), px=60_000)
             pipe.execute_command("WAIT", self.durable_replicas, REPLICA_WAIT_MS)
             _, acked = await pipe.execute()
         if int(acked) < self.durable_replicas:
@@ -306,7 +271,7 @@ class RedisBroker(Broker):
         with unavailable():
             async with self.redis.pipeline(transaction=False) as pipe:
                 for job_id in job_ids:
-                    pipe.hget(self._job(job_id), "s")
+                    pipe.hget(self.keys.job(job_id), "s")
                 states = await pipe.execute()
         return {j: orjson.loads(s)["userId"] for j, s in zip(job_ids, states, strict=True) if s}
 
@@ -321,13 +286,13 @@ class RedisBroker(Broker):
                       if in_scope(e, user, scope.job_ids)]
             return View([], events, self._last_seen)
         if scope.job_ids is not None:
-            keys, ids = [self._global_stream, ""], sorted(scope.job_ids)
+            keys, ids = [self.keys.global_stream, ""], sorted(scope.job_ids)
         elif scope.user_id is not None:
-            keys, ids = [self._global_stream, f"{self.prefix}jobs:u:{scope.user_id}"], []
+            keys, ids = [self.keys.global_stream, self.keys.user_jobs(scope.user_id)], []
         else:
-            keys, ids = [self._global_stream, f"{self.prefix}jobs:all"], []
+            keys, ids = [self.keys.global_stream, self.keys.all_jobs], []
         with unavailable():
-            raw = await self._view(keys=keys, args=[f"{self.prefix}job:", *ids])
+            raw = await self._view(keys=keys, args=[self.keys.job(""), *ids])
             head = parse_id(raw[0])
             states = []
             for i in range(1, len(raw), 3):
@@ -339,8 +304,8 @@ class RedisBroker(Broker):
             events: list[Event] = []
             if after is not None:
                 log_user = scope.owner if scope.owner is not None else scope.user_id
-                stream = (self._user_stream(log_user) if log_user is not None
-                          else self._global_stream)
+                stream = (self.keys.user_stream(log_user) if log_user is not None
+                          else self.keys.global_stream)
                 events = await self._since(stream, after, head)
                 if scope.job_ids is not None:
                     events = [e for e in events if e.job_id in scope.job_ids]
@@ -372,7 +337,7 @@ class RedisBroker(Broker):
 
     async def job(self, job_id: str) -> dict[str, Any] | None:
         with unavailable():
-            state, latest = await self.redis.hmget(self._job(job_id), "s", "id")
+            state, latest = await self.redis.hmget(self.keys.job(job_id), "s", "id")
         if state is None or not latest:
             return None
         event = orjson.loads(state)["event"]
@@ -399,7 +364,7 @@ class RedisBroker(Broker):
         """Just subscribed: the first time, start from the stream's head; after a
         reconnect, route what was published meanwhile."""
         if self._last_seen == START:
-            head = await self.redis.xrevrange(self._global_stream, count=1)
+            head = await self.redis.xrevrange(self.keys.global_stream, count=1)
             self._last_seen = parse_id(head[0][0]) if head else START
             self._recent.floor = self._last_seen  # it holds what comes after
         else:
@@ -408,7 +373,7 @@ class RedisBroker(Broker):
     async def _catch_up(self) -> None:
         """Route the events published while this instance was not subscribed."""
         while True:
-            entries = await self.redis.xrange(self._global_stream,
+            entries = await self.redis.xrange(self.keys.global_stream,
                                               min=f"({format_id(self._last_seen)}", count=1000)
             if not entries:
                 return
@@ -422,12 +387,12 @@ class RedisBroker(Broker):
             await asyncio.sleep(min(SWEEP_SECONDS, self.stalled_after / 4))
             try:
                 now = time.time()
-                silent = await self.redis.zrangebyscore(f"{self.prefix}processing", "-inf",
+                silent = await self.redis.zrangebyscore(self.keys.processing, "-inf",
                                                         now - self.stalled_after)
                 for job_id in silent:
                     await self._transact(job_id, stall=True)
-                minid = f"{int((now - self.ttl) * 1000)}-0"
-                await self.redis.xtrim(self._global_stream, minid=minid, approximate=True)
+                minid = f"{int((now - self.retention.ttl_seconds) * 1000)}-0"
+                await self.redis.xtrim(self.keys.global_stream, minid=minid, approximate=True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
