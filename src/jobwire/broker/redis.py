@@ -32,11 +32,11 @@ from ..jobs import Ack, Job, JobBook
 from ..jobstate import DeferredIds, event_from, is_placeholder, job_from_state
 from ..protocol import JobUpdate, now_iso
 from .base import Broker, Scope, View
-from .redisconn import MAX_CONNECTIONS, connect, is_missing_key, unavailable
+from .redisconn import connect, is_missing_key, unavailable
 from .rediskeys import CHANNELS, Keys, Retention, commit_call, script
 from .redissub import Subscriber
 
-__all__ = ["CHANNELS", "MAX_CONNECTIONS", "RedisBroker", "connect"]
+__all__ = ["CHANNELS", "RedisBroker", "connect"]
 
 log = logging.getLogger("jobwire.redis")
 

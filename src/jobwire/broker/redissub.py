@@ -85,7 +85,8 @@ class Subscriber:
             while True:
                 done, _ = await asyncio.wait((reader,), timeout=self.ping_seconds)
                 if done:
-                    reader.result()  # its failure
+                    if not reader.cancelled():
+                        reader.result()  # its failure
                     raise RedisConnectionError("the subscription ended")
                 silent = loop.time() - self._heard
                 if silent > self.silent_after:
