@@ -83,12 +83,18 @@ class Subscriber:
         reader = asyncio.create_task(self._read(pubsub), name="jobwire-redis-read")
         try:
             while True:
+                started = loop.time()
                 done, _ = await asyncio.wait((reader,), timeout=self.ping_seconds)
                 if done:
                     if not reader.cancelled():
                         reader.result()  # its failure
                     raise RedisConnectionError("the subscription ended")
-                silent = loop.time() - self._heard
+                now = loop.time()
+                if now - started > 2 * self.ping_seconds:
+                    # This loop itself was starved (a busy process): so was the read, and
+                    # what waits in the socket is no evidence against the link.
+                    self._heard = max(self._heard, now - self.ping_seconds)
+                silent = now - self._heard
                 if silent > self.silent_after:
                     raise LinkSilent(f"no answer from Redis for {silent:.1f} s")
                 connection = pubsub.connection
