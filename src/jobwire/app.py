@@ -31,6 +31,7 @@ from .transports.http import (
     jobwire_error_handler,
     service_of,
 )
+from .transports.uvicorn_fast_path import websocket_protocol
 from .transports.websocket import WS_PATH, ExposeServerSend, websocket_endpoint
 
 STATIC = Path(__file__).parent / "static"
@@ -39,7 +40,7 @@ Hook = Callable[[Service], Any]
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "ok", "websocket": request.app.state.websocket_path})
 
 
 async def readyz(request: Request) -> Response:
@@ -109,8 +110,18 @@ def create_app(settings: Settings, *, on_start: Hook | None = None,
                                          HTTPException: http_error_handler})
     app.state.service = service
     app.state.ws_flusher = Flusher()
+    app.state.websocket_path = "asgi"  # until websocket_server_protocol chooses the fast path
     app.direct_websockets = "websocket" in enabled
     return app
+
+
+def websocket_server_protocol(app: Starlette) -> Any:
+    """uvicorn's `ws` setting for serving `app`: the fast path when it is on and this uvicorn
+    passes its check (transports/uvicorn_fast_path.py), else uvicorn's standard WebSockets.
+    Runs the check and logs the outcome once; /healthz reports the path."""
+    ws, fast = websocket_protocol(app.state.service.settings.ws_fast_path == "on")
+    app.state.websocket_path = "fast" if fast else "asgi"
+    return ws
 
 
 class JobwireApp(Starlette):

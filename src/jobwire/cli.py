@@ -33,17 +33,16 @@ def _settings(args: argparse.Namespace, **forced: Any) -> Settings:
 def _run(settings: Settings, on_start: Any = None) -> None:
     import uvicorn
 
-    from .app import create_app
+    from .app import create_app, websocket_server_protocol
     from .logs import configure as configure_logs
     from .logs import uvicorn_log_config
     from .server import DrainingServer, tune_garbage_collector
-    from .transports.wsprotocol import LeanWebSocketProtocol
 
     configure_logs(settings.log_level, settings.log_format)
     app = create_app(settings, on_start=on_start)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-        ws=LeanWebSocketProtocol, ws_max_size=settings.max_message_bytes,
+        ws=websocket_server_protocol(app), ws_max_size=settings.max_message_bytes,
         # Small JSON messages: compression costs more CPU than it saves.
         ws_per_message_deflate=False,
         ws_ping_interval=settings.heartbeat_seconds, ws_ping_timeout=settings.heartbeat_seconds,

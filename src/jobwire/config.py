@@ -37,6 +37,8 @@ class Settings:
                                                    "JOBWIRE_REDIS_URL")
     session_cookie: str = _setting("sessionid", "cookie that carries a session id")
     transports: str = _setting("websocket,sse,longpoll,poll", "enabled transports")
+    ws_fast_path: str = _setting("on", "WebSocket frames written straight to uvicorn's "
+                                       "connections if its start-up check passes; off: ASGI")
     heartbeat_seconds: float = _setting(15.0, "heartbeat and WebSocket ping interval", 0.05)
     auth_timeout_seconds: float = _setting(10.0, "time to send `auth` on a WebSocket", 0.05)
     allowed_origins: str = _setting("", "comma-separated browser origins; empty: same origin")
@@ -76,6 +78,8 @@ class Settings:
                               f"{', '.join(TRANSPORTS)}")
         if self.port > 65535:
             raise ConfigError(f"JOBWIRE_PORT={self.port} is not a TCP port")
+        if self.ws_fast_path not in ("on", "off"):
+            raise ConfigError(f"JOBWIRE_WS_FAST_PATH={self.ws_fast_path!r}: on or off")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"JOBWIRE_LOG_FORMAT={self.log_format!r}: text or json")
         if self.log_level not in ("debug", "info", "warning", "error"):

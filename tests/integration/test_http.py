@@ -187,7 +187,7 @@ async def test_polling_isolation_and_errors(http, server, uid):
 
 
 async def test_health_ready_and_metrics(http, server):
-    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    assert (await http.get("/healthz")).json() == {"status": "ok", "websocket": "fast"}
     assert (await http.get("/readyz")).status_code == 200
     text = (await http.get("/metrics")).text
     assert "jobwire_events_published_total" in text and "jobwire_broker_ready 1.0" in text

@@ -1,5 +1,6 @@
 """WebSocket transport, `GET /ws/jobs`: authenticate (handshake token or in-band `auth`),
-then read client messages; what the session queues is written out as it comes (frames.py)."""
+then read client messages; what the session queues is written out as it comes: as frames
+written directly on the fast path (frames.py, uvicorn_fast_path.py), else as ASGI sends."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from ..service import Service
 from ..session import CloseReason, Session
 from . import frames
 from .origin import cookie_from_foreign_origin
+from .uvicorn_fast_path import FastWebSocketProtocol, fast_protocol
 
 log = logging.getLogger("jobwire.websocket")
 
@@ -90,7 +92,7 @@ async def _auth_in_band(ws: WebSocket, service: Service) -> Principal:
 
 class ExposeServerSend:
     """Outermost ASGI middleware: keeps the server's own `send` of each WebSocket in its
-    scope, for `abort_connection` (the framework wraps the one the endpoint sees)."""
+    scope, for the fast path (the framework wraps the one the endpoint sees)."""
 
     def __init__(self, app: Any):
         self.app = app
@@ -99,17 +101,6 @@ class ExposeServerSend:
         if scope["type"] == "websocket":
             scope["jobwire.server_send"] = send
         await self.app(scope, receive, send)
-
-
-def abort_connection(ws: WebSocket) -> None:
-    """Drop the TCP connection under `ws` at once. ASGI offers no way to; uvicorn's send is
-    a method of its protocol object, which holds the transport."""
-    send = ws.scope.get("jobwire.server_send")
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if transport is not None:
-        transport.abort()
-    else:  # another server: the best ASGI allows
-        log.warning("cannot abort a stalled WebSocket connection on this server")
 
 
 def _authenticated(principal: Principal) -> bytes:
@@ -123,16 +114,21 @@ async def _close(ws: WebSocket, code: int, reason: str) -> None:
 
 
 class Connection:
+    # Off the fast path only (class defaults, nothing per connection on it): the endpoint's
+    # task, and whether it was cancelled to cut off a peer that stopped reading.
+    reader: asyncio.Task[Any] | None = None
+    cut = False
+
     def __init__(self, service: Service, ws: WebSocket, principal: Principal):
         self.service = service
         self.ws = ws
         self.conn_id = secrets.token_hex(4)
         # Per connection there is one task, the reader (the endpoint). Outgoing messages are
-        # written by a callback scheduled when the outbox fills (or, on a server whose
-        # connection cannot be written to directly, by a writer task over ASGI). Heartbeats
-        # come from one service-wide loop, expiry is a timer, and a close gets a task of its
-        # own only when it happens: with thousands of sockets, every task per socket counts.
-        self.protocol = frames.server_protocol(ws)
+        # written by a callback scheduled when the outbox fills (or, off the fast path, by a
+        # writer task over ASGI). Heartbeats come from one service-wide loop, expiry is a
+        # timer, and a close gets a task of its own only when it happens: with thousands of
+        # sockets, every task per socket counts.
+        self.protocol: FastWebSocketProtocol | None = fast_protocol(ws)
         self.flusher: frames.Flusher = ws.app.state.ws_flusher
         self.flush_pending = False
         self.resumer: asyncio.Task[None] | None = None  # waits for a paused socket to drain
@@ -171,8 +167,14 @@ class Connection:
         if self.wakeup is not None:
             self.writer = asyncio.create_task(self._asgi_writer(self.wakeup))
         self._schedule_expiry()
+        if self.protocol is None:
+            self.reader = asyncio.current_task()
         try:
             await self._reader()
+        except asyncio.CancelledError:
+            # Cut off (see `_cut_off`): the connection is over, not the server.
+            if not self.cut or self.reader is None or self.reader.uncancel() > 0:
+                raise
         finally:
             self.service.close_session(self.session)
             if self.expiry is not None:
@@ -249,7 +251,7 @@ class Connection:
         self._schedule_expiry()
         self.session.send(_authenticated(principal))
 
-    # --- sending: frames written directly
+    # --- sending: frames written directly (the fast path)
 
     def _flush(self) -> None:
         """Everything in the outbox, in one write. A peer that stopped reading fills the
@@ -259,13 +261,12 @@ class Connection:
         session, protocol = self.session, self.protocol
         if session.closed is not None or not session.outbox:
             return
-        if not protocol.writable.is_set():
+        if protocol.frames_paused():
             if self.resumer is None:
                 self.resumer = asyncio.ensure_future(self._resume())
             return
         items = session.drain()
-        transport = protocol.transport
-        if protocol.close_sent or transport.is_closing():
+        if protocol.frames_closed():
             return  # going away: the reader sees the disconnect
         now = time.time()
         observe = self.service.latency.observe
@@ -276,14 +277,14 @@ class Connection:
                 chunks.append(item.ws_frame or frames.event_frame(item))
             else:
                 chunks.append(frames.text_frame(item))
-        transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        protocol.write_frames(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     async def _resume(self) -> None:
-        await self.protocol.writable.wait()
+        await self.protocol.frames_resumed()
         self.resumer = None
         self._flush()
 
-    # --- sending: through ASGI, on other servers
+    # --- sending: through ASGI (the plain path)
 
     async def _asgi_writer(self, wakeup: asyncio.Event) -> None:
         ws, session = self.ws, self.session
@@ -314,7 +315,18 @@ class Connection:
             await asyncio.wait_for(_close(self.ws, CLOSE_CODES[reason], CLOSE_TEXT[reason]),
                                    CLOSE_GRACE_SECONDS)
         except TimeoutError:
-            abort_connection(self.ws)
+            self._cut_off()
+
+    def _cut_off(self) -> None:
+        """Drop a peer that could not even take the close frame. The fast path aborts the
+        TCP connection, and the reader sees the disconnect. ASGI has no way to: the reader
+        stops waiting for the peer and the endpoint returns, and the server closes the
+        connection once what it has buffered (at most its high-water mark) is read."""
+        if self.protocol is not None:
+            self.protocol.cut_off()
+        elif self.reader is not None:
+            self.cut = True
+            self.reader.cancel()
 
     def _schedule_expiry(self) -> None:
         """Close with 4401 when the token expires, unless an `auth` refreshed it."""

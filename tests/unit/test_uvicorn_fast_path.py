@@ -1,13 +1,31 @@
-"""The small receive queue and writable flag that replace asyncio's in the server's WebSocket
-protocol (every WebSocket test runs over them; these pin their own behaviour)."""
+"""The fast path's start-up check, and the small receive queue and writable flag that replace
+asyncio's in its WebSocket protocol (the WebSocket tests run over them on the fast path;
+these pin their own behaviour)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
-from jobwire.transports.wsprotocol import Flag, MessageQueue
+from jobwire.transports.uvicorn_fast_path import (
+    FastWebSocketProtocol,
+    Flag,
+    MessageQueue,
+    check_fast_path,
+    websocket_protocol,
+)
+
+
+def test_the_installed_uvicorn_passes_the_check_and_off_means_plain_asgi(caplog):
+    assert check_fast_path() == []
+    with caplog.at_level(logging.INFO, logger="jobwire.websocket"):
+        assert websocket_protocol(True) == (FastWebSocketProtocol, True)
+        assert websocket_protocol(False) == ("websockets-sansio", False)
+    assert [r.levelname for r in caplog.records] == ["INFO", "INFO"]
+    assert "fast path on" in caplog.records[0].message
+    assert "JOBWIRE_WS_FAST_PATH=off" in caplog.records[1].message
 
 
 async def test_queue_hands_out_items_in_order_and_waits_when_empty():
