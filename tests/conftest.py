@@ -77,15 +77,18 @@ def _stop_leftovers() -> Iterator[None]:
 
 
 def start_server(*, secret: str | None = None, port: int | None = None,
+                 env: dict[str, str] | None = None, stderr: Any = None,
                  **settings: Any) -> Server:
     """Start `jobwire serve` with `settings` as JOBWIRE_* variables; wait until it serves.
-    Pass the `secret` and `port` of a stopped server to restart it in its place."""
+    Pass the `secret` and `port` of a stopped server to restart it in its place; `env`, more
+    variables; `stderr`, a file for its log."""
     secret = secret or secrets.token_urlsafe(32)
     port = port or free_port()
     env = {**os.environ, "JOBWIRE_SECRET": secret, "JOBWIRE_PORT": str(port),
-           "JOBWIRE_LOG_LEVEL": "warning"}
+           "JOBWIRE_LOG_LEVEL": "warning", **(env or {})}
     env.update({f"JOBWIRE_{k.upper()}": str(v) for k, v in settings.items()})
-    process = subprocess.Popen([sys.executable, "-m", "jobwire.cli", "serve"], env=env)
+    process = subprocess.Popen([sys.executable, "-m", "jobwire.cli", "serve"], env=env,
+                               stderr=stderr)
     server = Server(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/jobs",
                     JwtAuth(secret=secret), process, env)
     _started.append(server)
@@ -100,6 +103,14 @@ def start_server(*, secret: str | None = None, port: int | None = None,
             time.sleep(0.05)
     server.stop()
     raise RuntimeError("jobwire serve did not become healthy")
+
+
+def start_server_on(ws_path: str, **settings: Any) -> Server:
+    """`start_server` with its WebSockets on `ws_path`: "fast" (frames written straight to
+    uvicorn's connections) or "asgi" (plain ASGI sends); /healthz must confirm it."""
+    server = start_server(ws_fast_path="on" if ws_path == "fast" else "off", **settings)
+    assert httpx.get(server.url + "/healthz", timeout=WAIT).json()["websocket"] == ws_path
+    return server
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""A client that stops reading is cut off without delaying anyone else or growing memory."""
+"""A client that stops reading is cut off without delaying anyone else or growing memory, on
+both WebSocket paths (frames written straight to uvicorn's connections, and plain ASGI)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from datetime import UTC, datetime
 
 import httpx
 import orjson
+import pytest
 import websockets
 
-from tests.conftest import WAIT, connect, start_server, wait_for_sessions
+from tests.conftest import WAIT, connect, start_server_on, wait_for_sessions
 
 FAST = 100
 EVENTS = 1000  # each a new job that ends at once: endings are never shed
@@ -69,8 +71,9 @@ async def run_round(server, tag: str, stalled: bool) -> list[float]:
     return latencies
 
 
-async def test_stalled_client_is_cut_off_and_others_keep_their_latency():
-    srv = start_server(max_outbox=64)
+@pytest.mark.parametrize("ws_path", ["fast", "asgi"])
+async def test_stalled_client_is_cut_off_and_others_keep_their_latency(ws_path):
+    srv = start_server_on(ws_path, max_outbox=64)
     try:
         await run_round(srv, "warm", stalled=False)  # warm-up: imports, caches
         baseline = sorted(await run_round(srv, "base", stalled=False))
@@ -81,7 +84,7 @@ async def test_stalled_client_is_cut_off_and_others_keep_their_latency():
         def p(values, q):
             return values[int(q * (len(values) - 1))]
 
-        print(f"fast clients p50/p99 ms: alone {statistics.median(baseline):.1f}/"
+        print(f"{ws_path}: fast clients p50/p99 ms: alone {statistics.median(baseline):.1f}/"
               f"{p(baseline, 0.99):.1f}, beside a stalled client "
               f"{statistics.median(with_stall):.1f}/{p(with_stall, 0.99):.1f}; "
               f"server RSS grew {grown / 1024:.1f} MiB")

@@ -1,16 +1,52 @@
-"""WebSocket transport over real sockets against a real `jobwire serve` process."""
+"""WebSocket transport over real sockets against a real `jobwire serve` process, every test
+on both paths: frames written straight to uvicorn's connections, and plain ASGI sends."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+from collections.abc import Iterator
 
 import jwt
 import pytest
 import websockets
+from websockets.frames import Close, Frame, Opcode
+from websockets.streams import StreamReader
 
-from tests.conftest import WAIT, connect, publish, start_server
+from tests.conftest import WAIT, Server, connect, publish, start_server_on
+
+
+@pytest.fixture(scope="module", params=["fast", "asgi"])
+def ws_path(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def server(ws_path: str) -> Iterator[Server]:
+    """A server shared by this module's tests on one path (they isolate themselves with
+    unique user and job ids)."""
+    srv = start_server_on(ws_path, heartbeat_seconds=30, auth_timeout_seconds=1,
+                          max_message_bytes=4096)
+    yield srv
+    srv.stop()
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """The frames a server sent, parsed by the websockets library (unmasked, as a client
+    receives them); a truncated last frame fails the test."""
+    stream = StreamReader()
+    stream.feed_data(data)
+    frames = []
+    while stream.buffer:
+        parser = Frame.parse(stream.read_exact, mask=False)
+        try:
+            next(parser)
+        except StopIteration as parsed:
+            frames.append(parsed.value)
+        else:
+            raise AssertionError(f"a truncated frame at the end of {bytes(stream.buffer)!r}")
+    return frames
 
 
 async def test_publish_over_http_receive_over_ws_in_order(server, uid):
@@ -231,16 +267,16 @@ async def test_resume_point_as_unix_time(server, uid):
 
 async def test_token_expiry_closes_4401_unless_refreshed(server, uid):
     user = f"{uid}-u"
+    # Minted first: `refreshed`'s first token expires no later than `short`'s.
+    refreshed = await connect(server, server.token(user, ttl=1))
     short = await connect(server, server.token(user, ttl=1))
     await short.subscribe(all=True)
-    assert await short.expect_close(timeout=WAIT) == 4401
-
-    refreshed = await connect(server, server.token(user, ttl=1))
     await refreshed.subscribe(all=True)
     await refreshed.send({"type": "auth", "token": server.token(user, ttl=60)})
     ok = await refreshed.recv()
     assert ok["type"] == "authenticated" and ok["userId"] == user
-    await asyncio.sleep(1.5)  # past the first token's expiry
+    # `short` is closed once its token expires: by then `refreshed`'s first one has too.
+    assert await short.expect_close(timeout=WAIT) == 4401
     await publish(server, f"{uid}-j", user, "queued")
     (event,) = await refreshed.recv_until(lambda m: "jobId" in m)
     assert event["jobId"] == f"{uid}-j"
@@ -278,8 +314,8 @@ async def test_200_concurrent_clients_each_get_all_their_own_events(server, uid)
     await asyncio.gather(*(c.close() for c in clients))
 
 
-async def test_heartbeats_and_cursor_expiry():
-    srv = start_server(heartbeat_seconds=0.2, history_size=3)
+async def test_heartbeats_and_cursor_expiry(ws_path):
+    srv = start_server_on(ws_path, heartbeat_seconds=0.2, history_size=3)
     try:
         client = await connect(srv, srv.token("u"))
         await client.subscribe(all=True)
@@ -302,8 +338,8 @@ async def test_heartbeats_and_cursor_expiry():
         srv.stop()
 
 
-async def test_server_restart_closes_with_1012():
-    srv = start_server()
+async def test_server_restart_closes_with_1012(ws_path):
+    srv = start_server_on(ws_path)
     client = await connect(srv, srv.token("u"))
     await client.subscribe(all=True)
     srv.process.terminate()
@@ -337,8 +373,8 @@ async def test_progress_is_conflated_but_the_latest_always_arrives(server, uid):
     await client.close()
 
 
-async def test_stalled_job_gets_one_event_and_the_next_update_clears_it():
-    srv = start_server(stalled_after_seconds=0.3)
+async def test_stalled_job_gets_one_event_and_the_next_update_clears_it(ws_path):
+    srv = start_server_on(ws_path, stalled_after_seconds=0.3)
     try:
         client = await connect(srv, srv.token("u"))
         await client.subscribe(all=True)
@@ -346,7 +382,12 @@ async def test_stalled_job_gets_one_event_and_the_next_update_clears_it():
         msgs = await client.recv_until(lambda m: m["type"] == "job_stalled")
         stalled = msgs[-1]
         assert (stalled["seq"], stalled["jobId"]) == (2, "j") and stalled["lastUpdate"]
-        await asyncio.sleep(0.8)  # a second stall event would arrive in this time
+        # A job that falls silent after j's stall stalls after j would have a second time:
+        # its stall event arriving first means j had none.
+        await publish(srv, "k", "u", "processing", progress=10)
+        later = await client.recv_until(lambda m: m["type"] == "job_stalled", timeout=3 * WAIT)
+        assert [(m["jobId"], m["type"]) for m in later] == [
+            ("k", "status_update"), ("k", "job_stalled")]
         await publish(srv, "j", "u", "processing", progress=10)
         (cleared,) = await client.recv_until(lambda m: "jobId" in m)
         assert (cleared["type"], cleared["seq"]) == ("status_update", 3)
@@ -355,9 +396,9 @@ async def test_stalled_job_gets_one_event_and_the_next_update_clears_it():
         srv.stop()
 
 
-async def test_peer_that_stops_answering_pings_is_closed():
+async def test_peer_that_stops_answering_pings_is_closed(ws_path):
     """A raw socket completes the handshake and then never answers the server's pings."""
-    srv = start_server(heartbeat_seconds=0.3)
+    srv = start_server_on(ws_path, heartbeat_seconds=0.3)
     try:
         host, port = srv.url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
@@ -368,11 +409,16 @@ async def test_peer_that_stops_answering_pings_is_closed():
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
         assert head.startswith(b"HTTP/1.1 101")
-        frames = b""
+        data = b""
         async with asyncio.timeout(WAIT):
             while chunk := await reader.read(4096):
-                frames += chunk
-        assert b"\x89" in frames  # the server pinged, got no pong, and hung up
+                data += chunk
+        frames = parse_frames(data)
+        assert frames[0].opcode is Opcode.TEXT  # authenticated
+        # The server pinged, got no pong, and hung up: the close frame last, nothing after.
+        assert Opcode.PING in [f.opcode for f in frames]
+        assert frames[-1].opcode is Opcode.CLOSE
+        assert Close.parse(frames[-1].data).code == 1011
         writer.close()
     finally:
         srv.stop()
@@ -390,8 +436,8 @@ async def test_cookie_auth_from_the_same_origin_is_accepted(server, uid):
     await client.close()
 
 
-async def test_transports_setting_turns_websocket_off():
-    srv = start_server(transports="sse,longpoll,poll")
+async def test_transports_setting_turns_websocket_off(ws_path):
+    srv = start_server_on(ws_path, transports="sse,longpoll,poll")
     try:
         with pytest.raises(websockets.InvalidStatus):
             await connect(srv, srv.token("u"))
