@@ -8,8 +8,9 @@ over a stand-in transport. If anything is missing it logs one warning naming it,
 server runs uvicorn's standard implementation, every message an ASGI send: all of the fast
 path or none of it.
 
-Needs uvicorn 0.35.0 (websockets_sansio_impl) and, for its flow control, 0.52.1 (the
-protocol's `pause_writing`/`resume_writing` toggle `writable`); older ones fail the check."""
+Works from uvicorn 0.52.1: websockets_sansio_impl came with 0.35.0, but before 0.52.1 its
+protocol has no `pause_writing`/`resume_writing` (nothing clears `writable`, so a peer that
+stops reading would be written to without end); older ones fail the check."""
 
 from __future__ import annotations
 
@@ -195,8 +196,8 @@ def check_fast_path() -> list[str]:
         return problems
     loop = asyncio.new_event_loop()
     quiet = _Silence()
-    # uvicorn's lines about the probed connection (its "accepted", the traceback of a
-    # failed one): the warning below says what matters.
+    # Not uvicorn's lines about the probed connection (its "accepted", the traceback of a
+    # failed one): the one warning of `websocket_protocol` says what matters.
     logging.getLogger("uvicorn.error").addFilter(quiet)
     try:
         return loop.run_until_complete(asyncio.wait_for(_probe(), PROBE_SECONDS))
