@@ -17,7 +17,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from tests.conftest import WAIT, Server, connect, start_server_on, wait_for_sessions
+from tests.conftest import WAIT, Server, connect, metric, start_server_on, wait_for_sessions
 from tests.integration.test_slow_consumer import rss_kib
 
 MAX_OUTBOX = 64
@@ -101,13 +101,6 @@ def tcp_state(local_port: int, remote_port: int) -> str:
                     local_port, remote_port):
                 return TCP_STATES.get(state, state)
     return "gone"
-
-
-async def metric(server: Server, name: str) -> float:
-    async with httpx.AsyncClient(timeout=WAIT) as http:
-        text = (await http.get(f"{server.url}/metrics")).text
-    return float(next(line.split()[-1] for line in text.splitlines()
-                      if line.startswith(name + " ")))
 
 
 async def test_a_reader_that_stops_reading_is_shed_then_cut_off_in_bounded_memory(
