@@ -109,7 +109,10 @@ def start_server_on(ws_path: str, **settings: Any) -> Server:
     """`start_server` with its WebSockets on `ws_path`: "fast" (frames written straight to
     uvicorn's connections) or "asgi" (plain ASGI sends); /healthz must confirm it."""
     server = start_server(ws_fast_path="on" if ws_path == "fast" else "off", **settings)
-    assert httpx.get(server.url + "/healthz", timeout=WAIT).json()["websocket"] == ws_path
+    path = httpx.get(server.url + "/healthz", timeout=WAIT).json()["websocket"]
+    if path != ws_path:
+        server.stop()
+        raise AssertionError(f"the server's WebSockets took the {path} path, not {ws_path}")
     return server
 
 
