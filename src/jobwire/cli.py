@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
 import json
 import os
 import secrets
@@ -155,8 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The load generator's own imports (its WebSocket readers, its HTTP/1.1 client): the
+# `loadtest` extra installs them.
+LOADTEST_MODULES = ("picows", "httptools")
+
+
+def missing_loadtest_modules() -> list[str]:
+    missing = []
+    for name in LOADTEST_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "loadtest" and (missing := missing_loadtest_modules()):
+        print(f"jobwire loadtest: needs {' and '.join(missing)}, which come with the loadtest "
+              "extra: pip install 'jobwire[loadtest]'", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except (ConfigError, ValueError) as exc:
