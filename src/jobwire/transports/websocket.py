@@ -268,6 +268,16 @@ class Connection:
         items = session.drain()
         if protocol.frames_closed():
             return  # going away: the reader sees the disconnect
+        try:
+            self._write(items)
+        except Exception:
+            # The drained messages are lost to this connection. Keeping it open would let
+            # later events through after a hole the client cannot see: drop it instead, and
+            # the client resumes from the last event it has.
+            log.exception("failed to write to a WebSocket; dropping the connection")
+            protocol.cut_off()
+
+    def _write(self, items: list[Any]) -> None:
         now = time.time()
         observe = self.service.latency.observe
         chunks = []
@@ -277,7 +287,7 @@ class Connection:
                 chunks.append(item.ws_frame or frames.event_frame(item))
             else:
                 chunks.append(frames.text_frame(item))
-        protocol.write_frames(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        self.protocol.write_frames(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     async def _resume(self) -> None:
         await self.protocol.frames_resumed()
