@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from jobwire.client import Backoff, JobwireClient
 from tests.conftest import (
     WAIT,
     RedisServer,
@@ -122,6 +123,29 @@ async def test_websocket_resume_during_a_redis_failure_is_unavailable(relay, beh
     (replayed,) = await client.recv_until(lambda m: "jobId" in m)
     assert replayed["seq"] == 2
     await client.close()
+
+
+async def test_the_python_client_retries_a_subscribe_refused_as_unavailable(relay,
+                                                                           behind_relay):
+    server, user, cursor = behind_relay
+    tripped = relay.trip_on(b"XINFO", "down")
+
+    async def heal() -> None:
+        assert await asyncio.to_thread(tripped.wait, 3 * WAIT), "the resume never asked"
+        relay.forward()
+
+    healer = asyncio.create_task(heal())
+    client = JobwireClient(server.url, server.token(user), transports=["websocket"],
+                           last_event_id=cursor, backoff=Backoff(base=0.05, cap=0.5))
+    items = []
+    async with client, asyncio.timeout(6 * WAIT):
+        async for item in client:  # a refusal would end iteration with ClientError
+            items.append(item)
+            if item.get("seq") == 2:
+                break
+    await healer
+    assert [i["seq"] for i in items if "seq" in i] == [2]
+    assert {i["transport"] for i in items if i["type"] == "snapshot"} == {"websocket"}
 
 
 async def test_a_refused_subscribe_adds_nothing_so_its_retry_replays_everything(

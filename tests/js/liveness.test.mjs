@@ -133,3 +133,30 @@ test("long-poll: an answer overdue by 2.5 intervals aborts the request", async (
   await settle();
   assert.equal(engine.state, "reconnecting");
 });
+
+test("websocket: a subscribe refused as unavailable is retried from the same cursor",
+     async (t) => {
+  const { engine, clock } = await start(t, { transports: ["websocket"] });
+  const first = FakeSocket.made[0];
+  first.open();
+  first.receive({ type: "subscribed", all: true, jobs: [], cursor: "5-0", heartbeatSeconds: 2 });
+  first.receive(event("6-0", 1));
+  first.close(1006);
+  first.onclose({ code: 1006, reason: "" });
+  clock.tick(3000);                 // the /healthz check gives up
+  await settle();
+  clock.tick(100);
+  await settle();
+  const second = FakeSocket.made[1];
+  second.open();
+  second.receive({ type: "error", code: "unavailable", message: "broker unavailable" });
+  assert.equal(engine.state, "reconnecting", "nothing follows a refused subscribe");
+  assert.notEqual(second.closedWith, null, "its socket is let go");
+  clock.tick(100);                  // backoff only: no /healthz check, no fallback counted
+  await settle();
+  const third = FakeSocket.made[2];
+  assert.ok(third, "retried");
+  third.open();
+  assert.deepEqual(third.sent[1], { type: "subscribe", all: true, lastEventId: "6-0" });
+  assert.equal(engine.level, 0, "still on WebSocket");
+});

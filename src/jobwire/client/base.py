@@ -164,5 +164,9 @@ class Replies:
         elif kind == "error" and not self.subscribed:
             if msg.get("jobId") or msg.get("code") == "cursor_expired":
                 self.errors.append(msg)
+            elif msg.get("code") == "unavailable":
+                # The server's broker failed mid-subscribe: retry from the same cursor, as
+                # after a 503. Not the transport's fault, so it does not count against it.
+                raise TransportFailure("subscribe unavailable", counts=False)
             else:
                 raise ClientError(f"subscribe refused: {msg.get('code')}: {msg.get('message')}")

@@ -574,6 +574,12 @@
         case "error":
           if (msg.code === "cursor_expired") ctx.expired = true;
           this.sink("error", msg);
+          if (msg.code === "unavailable" && !ctx.ready) {
+            // The server's broker failed mid-subscribe: nothing will follow on this
+            // connection. Retry from the same cursor, as after a 503.
+            if (this.conn) this.conn.close();
+            this._closed(ctx, {opened: ctx.opened, unavailable: true});
+          }
           return;
         case "subscribed": {
           const jobs = Array.isArray(msg.jobs) ? msg.jobs : [];
@@ -643,6 +649,8 @@
         this.sink("error", {code: "policy", message: info.reason || "closed " + info.code});
       }
       this._setState("reconnecting");
+      // A broker outage behind a reachable server is no fault of this transport.
+      if (info.unavailable) return this._connect(this.backoff.next());
       if (info.code === 1012 || info.code === 4000) {
         // Server restarting / we were too slow: reconnect now and resume from the cursor.
         return this._connect(info.code === 1012 ? 0 : this.backoff.next());
