@@ -30,12 +30,29 @@ async def run_round(server, tag: str, stalled: bool) -> list[float]:
     and reads nothing; return every fast client's latencies in ms."""
     clients = await asyncio.gather(*(connect(server, server.token(f"{tag}{i}"))
                                      for i in range(FAST)))
+    try:
+        return await measure(server, tag, stalled, clients)
+    finally:  # whatever failed, no socket is left open for the collector to find
+        for c in clients:
+            c.ws.transport.abort()
+
+
+async def measure(server, tag: str, stalled: bool, clients) -> list[float]:
     await asyncio.gather(*(c.subscribe(all=True) for c in clients))
     stall = None
     if stalled:
         # max_queue=1: the library stops reading the socket once one message is waiting.
         stall = await websockets.connect(f"{server.ws_url}?token={server.token('root', 'admin')}",
                                          max_queue=1, max_size=None, open_timeout=WAIT)
+    try:
+        return await publish_and_read(server, tag, clients, stall)
+    finally:
+        if stall is not None:
+            stall.transport.abort()
+
+
+async def publish_and_read(server, tag: str, clients, stall) -> list[float]:
+    if stall is not None:
         await stall.send(orjson.dumps({"type": "subscribe", "all": True}).decode())
         await wait_for_sessions(server, "websocket", FAST + 1)
     latencies: list[float] = []
@@ -67,7 +84,6 @@ async def run_round(server, tag: str, stalled: bool) -> list[float]:
     if stall is not None:
         # Cut off: the server dropped it (and only it).
         await wait_for_sessions(server, "websocket", 0, timeout=3 * WAIT)
-        stall.transport.abort()
     return latencies
 
 
