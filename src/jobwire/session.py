@@ -21,8 +21,8 @@ class CloseReason(Enum):
 
 
 class Session:
-    __slots__ = ("_buffer", "_wake", "all_of", "closed", "floor", "job_ids", "max_outbox",
-                 "outbox", "principal", "shed", "syncing", "watch_all")
+    __slots__ = ("_buffer", "_wake", "all_of", "allowance", "closed", "floor", "job_ids",
+                 "max_outbox", "outbox", "principal", "shed", "syncing", "watch_all")
 
     def __init__(self, principal: Principal, *, max_outbox: int = 1000,
                  wake: Callable[[], None] | None = None):
@@ -32,6 +32,10 @@ class Session:
         self.watch_all = False  # an admin's subscription to every job
         self.outbox: list[Outgoing] = []  # a list, not a deque: 56 bytes, not 600, when empty
         self.max_outbox = max_outbox
+        # Room above max_outbox for a replay not yet written: history already held in memory,
+        # bounded by its size, and no sign of a slow reader. Counting it closed a resume
+        # longer than the outbox as slow, and its retry the same way, for ever.
+        self.allowance = 0
         self.floor: Position = START  # newest position handed to the outbox
         self.syncing = False
         self._buffer: list[Event] = []
@@ -78,6 +82,7 @@ class Session:
         since `begin_sync` that are newer than `head` (older ones are in the snapshot)."""
         self.syncing = False
         held, self._buffer = self._buffer, []
+        self.allowance += len(prefix) + len(replay)
         for message in prefix:
             self.send(message)
         for event in replay:
@@ -94,9 +99,10 @@ class Session:
             return
         outbox = self.outbox
         outbox.append(item)
-        if len(outbox) > self.max_outbox:
+        limit = self.max_outbox + self.allowance
+        if len(outbox) > limit:
             self._shed()
-            if len(self.outbox) > self.max_outbox:
+            if len(self.outbox) > limit:
                 self.close(CloseReason.SLOW)
                 return
         if self._wake is not None:
@@ -118,6 +124,7 @@ class Session:
 
     def drain(self) -> list[Outgoing]:
         items, self.outbox = self.outbox, []
+        self.allowance = 0
         return items
 
     def close(self, reason: CloseReason) -> None:

@@ -150,6 +150,17 @@ class TestSession:
         s.deliver(ev("late"))
         assert s.drain() == []
 
+    def test_a_replay_longer_than_the_outbox_is_kept_whole_once(self):
+        s = Session(ALICE, max_outbox=8)
+        s.begin_sync()
+        replay = [ev(f"job{i}") for i in range(20)]  # distinct jobs: nothing to shed
+        s.end_sync(replay[-1].pos, [b'{"type":"subscribed"}'], replay)
+        assert s.closed is None
+        assert received(s) == replay
+        for i in range(9):  # drained: the usual limit holds again for live events
+            s.deliver(ev(f"live{i}"))
+        assert s.closed is CloseReason.SLOW
+
     def test_control_messages_are_never_shed(self):
         s = Session(ALICE, max_outbox=8)
         for _ in range(3):
