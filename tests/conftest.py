@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -103,6 +104,16 @@ def start_server(*, secret: str | None = None, port: int | None = None,
             time.sleep(0.05)
     server.stop()
     raise RuntimeError("jobwire serve did not become healthy")
+
+
+def start_server_with_shim(shim: str, folder: Path) -> Server:
+    """`start_server` with `shim` run by Python at start-up (a `sitecustomize` on PYTHONPATH,
+    before jobwire loads): a fault or a missing feature put in place in the real process. Its
+    log goes to `folder`/server.log."""
+    (folder / "sitecustomize.py").write_text(shim)
+    path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)
+    with open(folder / "server.log", "wb") as log:
+        return start_server(env={"PYTHONPATH": path}, stderr=log)
 
 
 def start_server_on(ws_path: str, **settings: Any) -> Server:

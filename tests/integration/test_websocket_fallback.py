@@ -3,12 +3,9 @@ naming what is missing, and WebSockets served through plain ASGI sends, in full.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import httpx
 
-from tests.conftest import WAIT, Server, connect, publish, start_server
+from tests.conftest import WAIT, connect, publish, start_server_with_shim
 
 # Loaded by Python at start-up from PYTHONPATH, before jobwire: write flow control taken out
 # of uvicorn's WebSocket protocol, as in a uvicorn older than 0.52.1.
@@ -19,17 +16,11 @@ del WebSocketsSansIOProtocol.pause_writing
 """
 
 
-def start_with_shim(shim_dir: Path, log_path: Path) -> Server:
-    (shim_dir / "sitecustomize.py").write_text(SHIM)
-    path = os.pathsep.join(p for p in (str(shim_dir), os.environ.get("PYTHONPATH")) if p)
-    with open(log_path, "wb") as log:
-        return start_server(env={"PYTHONPATH": path}, stderr=log)
-
 
 async def test_a_uvicorn_without_write_flow_control_gets_plain_asgi_and_one_warning(
         tmp_path, uid):
     log_path = tmp_path / "server.log"
-    srv = start_with_shim(tmp_path, log_path)
+    srv = start_server_with_shim(SHIM, tmp_path)
     try:
         async with httpx.AsyncClient(timeout=WAIT) as http:
             assert (await http.get(srv.url + "/healthz")).json()["websocket"] == "asgi"

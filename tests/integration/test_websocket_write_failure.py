@@ -3,13 +3,10 @@ so it must end (and the client resume from its cursor), never carry on past a ho
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import websockets
 
-from tests.conftest import WAIT, Server, connect, publish, start_server
+from tests.conftest import WAIT, connect, publish, start_server_with_shim
 
 # Loaded at start-up from PYTHONPATH: the first write of a frame naming a poisoned job fails.
 SHIM = """
@@ -30,16 +27,10 @@ uvicorn_fast_path.FastWebSocketProtocol.write_frames = write_frames
 """
 
 
-def start_with_shim(shim_dir: Path, log_path: Path) -> Server:
-    (shim_dir / "sitecustomize.py").write_text(SHIM)
-    path = os.pathsep.join(p for p in (str(shim_dir), os.environ.get("PYTHONPATH")) if p)
-    with open(log_path, "wb") as log:
-        return start_server(env={"PYTHONPATH": path}, stderr=log)
-
 
 async def test_a_failed_write_drops_the_connection_and_the_resume_has_the_lost_event(
         tmp_path, uid):
-    srv = start_with_shim(tmp_path, tmp_path / "server.log")
+    srv = start_server_with_shim(SHIM, tmp_path)
     user = f"{uid}-u"
     try:
         client = await connect(srv, srv.token(user))
