@@ -51,7 +51,8 @@ RUNS: list[tuple[str, dict[str, str], list[str]]] = [
                               "--duration", "15s", "--ws-client", c))
       for c in ("picows", "websockets")],
     ("saturation", {}, [PY, str(HERE / "saturation.py"), "--rates",
-                        "2000,5000,10000,15000,20000,30000,40000", "--stop-after", "1"]),
+                        "2000,5000,10000,15000,20000,30000,40000,50000,60000,70000",
+                        "--stop-after", "1"]),
     ("compare_peers", {}, [PY, str(HERE / "compare_peers.py"), "--modes", "memory,redis"]),
     ("cpu_profile", {}, [PY, str(HERE / "cpu_profile.py")]),
     ("browser_latency", {}, [PY, str(HERE / "browser_latency.py")]),
