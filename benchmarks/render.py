@@ -118,9 +118,20 @@ def commit(rec: Record) -> str:
                                        "under src/" if changed else "")
 
 
+def checkout_of(rec: Record) -> str | None:
+    """Where the run's checkout was: recorded, or (in older files) the folder holding the
+    interpreter's `.venv`. Not this checkout: a clone renders the same text."""
+    recorded = (rec.get("source") or {}).get("checkout")
+    if recorded:
+        return recorded
+    interpreter = rec["command"][0] if rec["command"] else ""
+    return interpreter.split("/.venv/")[0] if "/.venv/" in interpreter else None
+
+
 def command(rec: Record) -> str:
-    """The command as typed: the interpreter's path shortened to the repository's."""
-    argv = [a.replace(str(ROOT) + "/", "") for a in rec["command"]]
+    """The command as typed: paths shortened to the repository's."""
+    root = checkout_of(rec)
+    argv = [a.replace(root + "/", "") if root else a for a in rec["command"]]
     if len(argv) > 1 and argv[1].endswith("bin/jobwire"):  # a console script: its shebang
         argv = argv[1:]
     env = " ".join(f"{k}={v}" for k, v in rec.get("environment", {}).items()

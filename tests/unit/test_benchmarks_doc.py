@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -34,6 +35,21 @@ def test_the_documents_are_what_the_result_files_render() -> None:
         assert path.read_text() == text, (
             f"{path.name} differs from what benchmarks/render.py renders from "
             "benchmarks/results: run `.venv/bin/python benchmarks/render.py`")
+
+
+def test_a_checkout_elsewhere_renders_the_same(tmp_path: Path) -> None:
+    """Commands are shown relative to the checkout they ran in, not to this one's path: result
+    files written in another folder render the same documents here (and a clone in another
+    folder, as CI makes, renders what was committed)."""
+    for doc in render.DOCUMENTS:
+        (tmp_path / doc).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / doc, tmp_path / doc)
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    for path in (ROOT / "benchmarks" / "results").glob("*.json"):  # as if run elsewhere
+        (results / path.name).write_text(path.read_text().replace(str(ROOT), "/elsewhere/jw"))
+    for path, text in render.rendered(tmp_path).items():
+        assert text == (ROOT / path.relative_to(tmp_path)).read_text(), path.name
 
 
 def test_the_documents_have_their_blocks() -> None:

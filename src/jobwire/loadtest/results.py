@@ -56,7 +56,7 @@ def source() -> dict[str, Any]:
     status = _git("status", "--porcelain", "--untracked-files=no", cwd=root) or ""
     changed = [line[3:] for line in status.splitlines()]
     src_diff = _git("diff", "HEAD", "--", "src", cwd=root) or ""
-    return {"commit": commit, "dirty": bool(changed), "changed": changed,
+    return {"checkout": str(root), "commit": commit, "dirty": bool(changed), "changed": changed,
             "srcChanged": [p for p in changed if p.startswith("src/")],
             "srcDiffSha256": hashlib.sha256(src_diff.encode()).hexdigest()[:16]
             if src_diff else None}
