@@ -136,8 +136,8 @@ class Service:
             raise TooManySubscriptions(
                 f"at most {self.settings.max_subscriptions} subscriptions per connection")
 
-        already = _frozen_matcher(session)
         before = _subscriptions(session)
+        already = _frozen_matcher(before)
         session.begin_sync()
         if all_jobs:
             if scope.user_id is None:
@@ -262,7 +262,8 @@ def _subscriptions(session: Session) -> tuple[set[str], set[str], bool]:
     return set(session.job_ids), set(session.all_of), session.watch_all
 
 
-def _frozen_matcher(session: Session) -> Callable[[Event], bool]:
-    """What the session matched before this subscribe, to skip replays it already has."""
-    job_ids, all_of, watch_all = _subscriptions(session)
+def _frozen_matcher(before: tuple[set[str], set[str], bool]) -> Callable[[Event], bool]:
+    """What the session matched before this subscribe (its `_subscriptions`), to skip replays
+    it already has."""
+    job_ids, all_of, watch_all = before
     return lambda e: watch_all or e.user_id in all_of or e.job_id in job_ids
