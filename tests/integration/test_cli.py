@@ -46,6 +46,7 @@ def test_serve_refuses_to_start_without_a_secret():
     ({"JOBWIRE_TRANSPORTS": "carrier-pigeon"}, "JOBWIRE_TRANSPORTS"),
     ({"JOBWIRE_HEARTBEAT_SECONDS": "0"}, "JOBWIRE_HEARTBEAT_SECONDS=0.0 must be at least"),
     ({"JOBWIRE_SECRET": "short"}, "at least 32 bytes for HS256"),
+    ({"JOBWIRE_WS_FAST_PATH": "maybe"}, "JOBWIRE_WS_FAST_PATH='maybe': on or off"),
 ])
 def test_bad_settings_are_reported_clearly(env, message):
     out = run("serve", env={"JOBWIRE_SECRET": "s" * 32, **env})
