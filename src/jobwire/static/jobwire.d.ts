@@ -47,6 +47,14 @@ export interface TransportChange {
   reason: string;
 }
 
+/** Who the server says the connection is (its `authenticated` message). */
+export interface Principal {
+  userId: string | null;
+  role: string;
+  /** Unix seconds; null if it never expires; absent while only known from a token. */
+  expiresAt?: number | null;
+}
+
 export interface StateChange {
   state: ConnectionState;
   transport: TransportName | null;
@@ -65,11 +73,15 @@ export type TokenSource = string | ((info: { force: boolean }) => string | Promi
 
 export interface ConnectOptions {
   /** A token, or a function called for one at start, again before it expires, and after the
-   *  server refused one. With a plain string the client stops at "unauthorized" on expiry. */
-  token: TokenSource;
-  /** Follow these jobs only; default: every job the token may see. */
+   *  server refused one. With a plain string the client stops at "unauthorized" on expiry.
+   *  Omitted: cookie mode. Requests carry the page's cookies (same-origin) and no token; the
+   *  server's app session or authentication hook decides, and the `authenticated` event names
+   *  the user. A cookie-mode client does not share its connection with other tabs. */
+  token?: TokenSource;
+  /** Follow these jobs only; default: every job the user may see. */
   jobIds?: string[];
-  /** Server origin; default: the page's. */
+  /** The server's base URL (absolute, or relative to the page), e.g. "/realtime"; default:
+   *  where jobwire.js was loaded from less its `/static/jobwire.js`, else the page's origin. */
   url?: string;
   /** Allowed transports in order of preference; default all four. */
   transports?: TransportName[];
@@ -108,19 +120,22 @@ export interface JobwireEvents {
   update: JobState;
   /** A job reached completed, failed or cancelled. */
   completed: JobState;
+  /** The server accepted the connection (WebSocket: its `authenticated` message). */
+  authenticated: Principal;
   transport: TransportChange;
   state: StateChange;
   error: JobwireError;
 }
 
 export declare class JobwireClient {
-  constructor(options: ConnectOptions);
+  constructor(options?: ConnectOptions);
   readonly state: ConnectionState;
   readonly transport: TransportName | null;
   /** True when the connection is the SharedWorker's, shared with other tabs. */
   readonly shared: boolean;
-  /** From the token's claims (unverified). */
-  readonly principal: { userId: string | null; role: string } | null;
+  /** From the token's claims (unverified) until the server's `authenticated` replaces it; in
+   *  cookie mode null until then (SSE, long-polling and polling do not send it). */
+  readonly principal: Principal | null;
   /** Current state of every job seen, by job id. */
   readonly jobs: Map<string, JobState>;
   /** Settles once the client has started (worker or in-page connection). */
@@ -132,7 +147,7 @@ export declare class JobwireClient {
   close(): void;
 }
 
-export declare function connect(options: ConnectOptions): JobwireClient;
+export declare function connect(options?: ConnectOptions): JobwireClient;
 
 /** Full-jitter exponential backoff: uniform in [0, min(capMs, baseMs * factor ** attempt)).
  *  Pure; `random` defaults to Math.random. */
@@ -150,6 +165,12 @@ export declare class Backoff {
 
 /** Order two event ids: -1, 0 or 1 (null first). */
 export declare function compareIds(a: string | null, b: string | null): -1 | 0 | 1;
+
+/** The server's base URL: `url` (resolved against `origin`) if given; else `scriptUrl` less a
+ *  trailing `/static/jobwire.js` or `.mjs`; else `origin`. No trailing slash. Pure. */
+export declare function resolveBase(url: string | null | undefined,
+                                    scriptUrl: string | null | undefined,
+                                    origin: string): string;
 
 /** A JWT's claims, not verified; null if it is not a JWT. */
 export declare function decodeToken(token: string): Record<string, unknown> | null;
@@ -172,7 +193,7 @@ declare const Jobwire: {
   version: string; TRANSPORTS: typeof TRANSPORTS; DEFAULTS: typeof DEFAULTS;
   connect: typeof connect; JobwireClient: typeof JobwireClient; JobStore: typeof JobStore;
   Backoff: typeof Backoff; backoffDelay: typeof backoffDelay; compareIds: typeof compareIds;
-  decodeToken: typeof decodeToken; scriptUrl: string | null;
+  decodeToken: typeof decodeToken; resolveBase: typeof resolveBase; scriptUrl: string | null;
 };
 export default Jobwire;
 

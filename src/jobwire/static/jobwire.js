@@ -8,6 +8,12 @@
  *                      tab of the origin (it detects SharedWorkerGlobalScope and starts the hub).
  * In Node (tests) it is a CommonJS module: require() it or import jobwire.mjs.
  *
+ * Where the server is: `url` if given, else where this file was loaded from less its
+ * `/static/jobwire.js` (a jobwire mounted at /realtime serves /realtime/static/jobwire.js and
+ * /realtime/ws/jobs), else the page's origin. Who the user is: a `token` (string or function),
+ * or, without one, the page's cookies (the server's session or authentication hook); the
+ * server's `authenticated` message then names the user.
+ *
  * Transports, best first: websocket → sse → longpoll → poll. A transport that fails to open, or
  * dies, `fallback.maxFailures` times within `fallback.windowMs` while the server itself answers
  * /healthz is abandoned for the next allowed one; a probe every `probeIntervalMs` tries to go back
@@ -40,10 +46,15 @@
   // Silence allowed, in heartbeat intervals: two missed beats, and half an interval for delays.
   const SILENT_BEATS = 2.5;
 
-  // Where this file was loaded from: the SharedWorker runs the same URL. An ES-module import has
-  // no currentScript; jobwire.mjs then sets Jobwire.scriptUrl from import.meta.url.
+  // Where this file was loaded from: the SharedWorker runs the same URL, and the server's
+  // endpoints sit next to it. An ES-module import has no currentScript; jobwire.mjs then sets
+  // Jobwire.scriptUrl from import.meta.url. Inside the SharedWorker, its own location is it.
   const loadedFrom = typeof document !== "undefined" && document.currentScript
-    ? document.currentScript.src : null;
+    ? document.currentScript.src
+    : typeof SharedWorkerGlobalScope === "function" && root instanceof SharedWorkerGlobalScope
+      ? String(root.location.href) : null;
+  // The library's path under the server's base: `<base>/static/jobwire.js` (or the .mjs).
+  const OWN_PATH = /\/static\/jobwire\.m?js$/;
 
   // ---------------------------------------------------------------- pure helpers
 
@@ -83,6 +94,28 @@
     }
     if (a.length !== b.length) return a.length < b.length ? -1 : 1;
     return a < b ? -1 : 1;
+  }
+
+  /** The server's base URL (no trailing slash) that every endpoint hangs off.
+   *  `url`: the caller's choice, absolute or relative to `origin` (the page's origin).
+   *  Otherwise the URL this library was loaded from (`scriptUrl`), less its
+   *  `/static/jobwire.js`, so a jobwire mounted under `/realtime` of a host app is found at
+   *  `/realtime` without configuration. Otherwise `origin`, the server jobwire runs alone on.
+   *  Pure: the page's values are passed in. */
+  function resolveBase(url, scriptUrl, origin) {
+    const strip = (u) => String(u).replace(/\/+$/, "");
+    if (url) {
+      try { return strip(new URL(url, origin || undefined).href); } catch (_) { return strip(url); }
+    }
+    if (scriptUrl) {
+      let u = null;
+      try { u = new URL(scriptUrl); } catch (_) { /* not a URL: ignore it */ }
+      // Only http(s): a blob: or file: script says nothing about the server.
+      if (u && /^https?:$/.test(u.protocol) && OWN_PATH.test(u.pathname)) {
+        return u.origin + u.pathname.replace(OWN_PATH, "");
+      }
+    }
+    return strip(origin || "");
   }
 
   /** The claims of a JWT, unverified (the server verifies): {sub, role, exp, ...} or null. */
@@ -169,15 +202,17 @@
     opts.fallback = Object.assign({}, DEFAULTS.fallback, (o && o.fallback) || {});
     const allowed = (opts.transports || TRANSPORTS).filter((t) => TRANSPORTS.includes(t));
     opts.transports = allowed.length ? allowed : TRANSPORTS.slice();
-    opts.url = String(opts.url || (typeof location !== "undefined" ? location.origin : ""))
-      .replace(/\/+$/, "");
+    opts.url = resolveBase(opts.url, api.scriptUrl || loadedFrom,
+                           typeof location !== "undefined" ? location.origin : "");
     return opts;
   }
 
   // Only plain data crosses to the SharedWorker.
   function portableOptions(opts) {
     const out = {};
-    for (const k of Object.keys(DEFAULTS).concat(["url", "refreshable"])) out[k] = opts[k];
+    for (const k of Object.keys(DEFAULTS).concat(["url", "refreshable", "cookies"])) {
+      out[k] = opts[k];
+    }
     return JSON.parse(JSON.stringify(out));
   }
 
@@ -214,7 +249,8 @@
     feed();   // also bounds the opening handshake
     ws.onopen = () => {
       // In-band auth keeps the token out of URLs and logs; then subscribe, resuming if we can.
-      ws.send(JSON.stringify({type: "auth", token: ctx.token}));
+      // Without a token (cookie mode) the handshake's cookies authenticated it: no auth.
+      if (ctx.token) ws.send(JSON.stringify({type: "auth", token: ctx.token}));
       ws.send(JSON.stringify(engine._subscribeMessage(ctx)));
       engine._opened(ctx);
       feed();
@@ -239,8 +275,15 @@
     };
   }
 
-  function httpHeaders(ctx, extra) {
-    return Object.assign({Authorization: "Bearer " + ctx.token}, extra || {});
+  function httpHeaders(token, extra) {
+    return Object.assign(token ? {Authorization: "Bearer " + token} : {}, extra || {});
+  }
+
+  // Every HTTP request of the library: the page's cookies go along to its own origin only (a
+  // cookie-mode login is a same-origin session; a token needs no cookie elsewhere).
+  function request(url, token, extraHeaders, signal) {
+    return fetch(url, {headers: httpHeaders(token, extraHeaders), credentials: "same-origin",
+                       cache: "no-store", signal});
   }
 
   function jobIdsParam(ctx, params) {
@@ -262,9 +305,8 @@
       if (ctx.resumeFrom) params.set("lastEventId", ctx.resumeFrom);
       let res;
       try {
-        res = await fetch(engine.opts.url + "/api/v2/jobs/stream?" + params, {
-          headers: httpHeaders(ctx, {Accept: "text/event-stream"}),
-          cache: "no-store", signal: ctrl.signal});
+        res = await request(engine.opts.url + "/api/v2/jobs/stream?" + params, ctx.token,
+                            {Accept: "text/event-stream"}, ctrl.signal);
       } catch (err) {
         return engine._closed(ctx, {opened: false, reason: String(err)});
       }
@@ -309,8 +351,7 @@
   async function fetchJson(url, ctx, ctrl, extraHeaders, timeoutMs) {
     const timer = sleepTimer(timeoutMs, () => ctrl.abort());
     try {
-      const res = await fetch(url, {headers: httpHeaders(ctx, extraHeaders), cache: "no-store",
-                                    signal: ctrl.signal});
+      const res = await request(url, ctx.token, extraHeaders, ctrl.signal);
       const body = res.status === 200 ? await res.json() : null;
       return {res, body};
     } finally {
@@ -409,7 +450,7 @@
         const t = sleepTimer(timeout, () => done(false));
         try { ws = new WebSocket(url.replace(/^http/, "ws") + "/ws/jobs"); } catch (_) { return done(false); }
         ws.onopen = () => {
-          ws.send(JSON.stringify({type: "auth", token}));
+          if (token) ws.send(JSON.stringify({type: "auth", token}));
           ws.send('{"type":"ping"}');
         };
         ws.onmessage = (m) => { if (String(m.data).includes('"pong"')) done(true); };
@@ -420,8 +461,7 @@
                   poll: "/api/v2/jobs/status"}[name];
     const ctrl = new AbortController();
     const t = sleepTimer(timeout, () => ctrl.abort());
-    return fetch(url + path, {headers: {Authorization: "Bearer " + token}, cache: "no-store",
-                              signal: ctrl.signal})
+    return request(url + path, token, null, ctrl.signal)
       .then((res) => res.ok, () => false)
       .finally(() => { clearTimeout(t); ctrl.abort(); });
   }
@@ -448,6 +488,8 @@
       this.refreshTimer = null;
       this.state = "idle";
       this.token = null;
+      this.principal = null;            // from the server's `authenticated`
+      this.sessionRetry = false;        // cookie mode: may retry once after a 401/4401
       this.stopped = true;
       this.serverHeartbeat = null;      // seconds, from `subscribed`
     }
@@ -555,6 +597,7 @@
     _ready(ctx) {
       if (ctx.ready) return;
       ctx.ready = true;
+      this.sessionRetry = true;
       this.backoff.reset();
       this._setState("open");
     }
@@ -569,7 +612,13 @@
     _message(ctx, msg) {
       if (!this._live(ctx) || !msg || typeof msg !== "object") return;
       switch (msg.type) {
-        case "heartbeat": case "pong": case "authenticated": case "unsubscribed":
+        case "heartbeat": case "pong": case "unsubscribed":
+          return;
+        case "authenticated":
+          // The server's word on who this connection is: the only one in cookie mode.
+          this.principal = {userId: msg.userId ?? null, role: msg.role || "user",
+                            expiresAt: msg.expiresAt ?? null};
+          this.sink("authenticated", this.principal);
           return;
         case "error":
           if (msg.code === "cursor_expired") ctx.expired = true;
@@ -642,7 +691,8 @@
       const gen = this.gen;
       if (info.code === 4401 || info.status === 401) return this._unauthorized(gen);
       if (info.status === 403) {
-        this.sink("error", {code: "forbidden", message: "this token may not read job status"});
+        this.sink("error", {code: "forbidden", message: "this " +
+                            (this.opts.cookies ? "session" : "token") + " may not read job status"});
         return this.stop();
       }
       if (info.code === 1008 || info.code === 1009) {
@@ -676,8 +726,7 @@
       const ctrl = new AbortController();
       const t = sleepTimer(3000, () => ctrl.abort());
       try {
-        const res = await fetch(this.opts.url + "/healthz", {cache: "no-store",
-                                                             signal: ctrl.signal});
+        const res = await request(this.opts.url + "/healthz", null, null, ctrl.signal);
         return res.ok;
       } catch (_) {
         return false;
@@ -687,6 +736,7 @@
     }
 
     async _unauthorized(gen) {
+      if (this.opts.cookies) return this._sessionRefused(gen);
       const old = this.token;
       let fresh = null;
       try { fresh = await this._token(true); } catch (_) { /* no better token */ }
@@ -696,6 +746,19 @@
         return this._connect(0);
       }
       this.sink("error", {code: "unauthorized", message: "the token was refused or has expired"});
+      this._setState("unauthorized");
+    }
+
+    // Cookie mode: nothing to refresh here. A session that worked may have been renewed by the
+    // app since (a sliding expiry): one fresh attempt, then give up until setToken/reconnect.
+    _sessionRefused(gen) {
+      if (gen !== this.gen || this.stopped) return;
+      if (this.sessionRetry) {
+        this.sessionRetry = false;
+        this._setState("reconnecting");
+        return this._connect(0);
+      }
+      this.sink("error", {code: "unauthorized", message: "the session was refused or has ended"});
       this._setState("unauthorized");
     }
 
@@ -729,6 +792,7 @@
     // -- tokens
 
     async _token(force) {
+      if (this.opts.cookies) return null;     // the page's cookies authenticate
       if (!force && this.token) {
         const claims = decodeToken(this.token);
         if (!claims || !claims.exp || claims.exp * 1000 > Date.now() + 1000) return this.token;
@@ -831,7 +895,7 @@
             resubscribe();
           }
           send(tab, {t: "init", state: engine.state, transport: engine.transport,
-                     jobs: engine.store.list().filter((j) => wants(tab.sub, j.jobId))});
+                     principal: engine.principal, jobs: engine.store.list().filter((j) => wants(tab.sub, j.jobId))});
           if (scope.navigator && scope.navigator.locks && msg.lock) {
             // Granted only when the tab is gone (it holds this lock for its lifetime).
             scope.navigator.locks.request(msg.lock, () => remove(tabId));
@@ -861,7 +925,8 @@
   class JobwireClient {
     constructor(options) {
       this.options = Object.assign({}, options || {});
-      if (this.options.token == null) throw new TypeError("jobwire: a token (or a function) is required");
+      // No token: cookie mode, the page's session cookies authenticate every request.
+      this.cookies = this.options.token == null;
       this.store = new JobStore();
       this.state = "idle";
       this.transport = null;
@@ -875,7 +940,8 @@
       });
     }
 
-    /** Listen: "update" | "completed" | "transport" | "state" | "error". Returns an unsubscribe. */
+    /** Listen: "update" | "completed" | "authenticated" | "transport" | "state" | "error".
+     *  Returns an unsubscribe. */
     on(type, fn) {
       if (!this._listeners.has(type)) this._listeners.set(type, new Set());
       this._listeners.get(type).add(fn);
@@ -908,14 +974,21 @@
     }
 
     async _start() {
-      const token = await this._token(false);
-      const claims = decodeToken(token) || {};
-      this.principal = {userId: claims.sub || null, role: claims.role || "user"};
+      const token = this.cookies ? null : await this._token(false);
+      if (!this.cookies) {
+        // Provisional, from the token itself; the server's `authenticated` confirms it.
+        const claims = decodeToken(token) || {};
+        this.principal = {userId: claims.sub || null, role: claims.role || "user"};
+      }
       const opts = normalizeOptions(Object.assign({}, this.options,
-        {refreshable: typeof this.options.token === "function"}));
+        {refreshable: typeof this.options.token === "function", cookies: this.cookies}));
       const url = this.options.workerUrl || api.scriptUrl || loadedFrom;
       if (this._closed) return;
-      if (this.options.shared !== false && typeof SharedWorker === "function" && url) {
+      // The worker's name keys the shared connection by user, known in advance only from a
+      // token. A cookie-mode page learns its user only once connected, and a sign-in as someone
+      // else in another tab would join the previous user's connection: it does not share.
+      if (!this.cookies && this.options.shared !== false && typeof SharedWorker === "function" &&
+          url) {
         try {
           await this._startShared(url, opts, token);
           return;
@@ -977,6 +1050,7 @@
       if (this._closed) return;
       if (msg.t === "init") {
         if (this._onInit) this._onInit();
+        if (msg.principal) this._fromEngine("authenticated", msg.principal);
         this._fromEngine("transport", {transport: msg.transport, previous: null, reason: "shared"});
         for (const j of msg.jobs) this._fromEngine("update", j);
         this._setState(msg.state, msg.transport);
@@ -996,6 +1070,9 @@
         if (isTerminal(state) && detail.eventType !== "job_stalled") this._emit("completed", state);
       } else if (type === "completed") {
         // derived from "update" above, once per tab
+      } else if (type === "authenticated") {
+        this.principal = Object.assign({}, detail);
+        this._emit("authenticated", this.principal);
       } else if (type === "state") {
         this._setState(detail.state, detail.transport);
       } else if (type === "transport") {
@@ -1027,12 +1104,13 @@
     }
   }
 
-  /** Connect with `{token, jobIds?, transports?, shared?, url?, backoff?, fallback?, ...}`. */
+  /** Connect with `{token?, jobIds?, transports?, shared?, url?, backoff?, fallback?, ...}`;
+   *  without a token the page's cookies authenticate (cookie mode). */
   function connect(options) { return new JobwireClient(options); }
 
   const api = {
     version: VERSION, TRANSPORTS, DEFAULTS, connect, JobwireClient, Engine, JobStore, Backoff,
-    backoffDelay, compareIds, decodeToken, scriptUrl: null, _startHub,
+    backoffDelay, compareIds, decodeToken, resolveBase, scriptUrl: null, _startHub,
   };
   return api;
 });

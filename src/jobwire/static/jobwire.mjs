@@ -4,13 +4,14 @@
 import "./jobwire.js";
 
 const Jobwire = globalThis.Jobwire;
-// An imported script has no document.currentScript: tell it where the worker script lives.
+// An imported script has no document.currentScript: tell it where the worker script lives,
+// which also tells it where the server is (this file's folder is `<base>/static/`).
 if (!Jobwire.scriptUrl && typeof document !== "undefined") {
   Jobwire.scriptUrl = new URL("./jobwire.js", import.meta.url).href;
 }
 
 export const {
   version, TRANSPORTS, DEFAULTS, connect, JobwireClient, Engine, JobStore, Backoff,
-  backoffDelay, compareIds, decodeToken,
+  backoffDelay, compareIds, decodeToken, resolveBase,
 } = Jobwire;
 export default Jobwire;
