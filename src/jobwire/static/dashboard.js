@@ -1,5 +1,8 @@
-// The live jobs dashboard: sign in with a token, then one row per job, updated live through
-// jobwire.js (shared by every tab of this origin). No framework; data only via textContent.
+// The live jobs dashboard: sign in with a token (or be signed in by the host app's session
+// cookie), then one row per job, updated live through jobwire.js (shared by every tab of this
+// origin when signed in with a token). No framework; data only via textContent.
+// Every URL is relative (this page may be served under a prefix, such as /realtime/):
+// jobwire.mjs finds the server's endpoints from where it was loaded.
 import { connect, decodeToken } from "./jobwire.mjs";
 
 const KEY = "jobwire_token";
@@ -42,36 +45,35 @@ function signOut(message) {
   showSignIn(message || "Signed out. Paste a token to sign in again.");
 }
 
+function showJobs() {
+  $("signin-panel").hidden = true;
+  $("jobs-panel").hidden = false;
+  if (!principal) return;          // cookie mode over SSE or polling: the server did not say
+  const admin = principal.role === "admin";
+  document.body.classList.toggle("admin", admin);
+  $("filters").hidden = !admin;
+  $("who-name").textContent = principal.userId || "";
+  $("who-role").textContent = principal.role;
+  $("who").hidden = false;
+  $("jobs-title").textContent = admin ? "All jobs" : "Your jobs";
+}
+
 function start() {
+  if (client) client.close();
+  client = null;
   const token = localStorage.getItem(KEY);
-  if (!token) return showSignIn();
+  if (!token) return startWithCookies();
   const claims = decodeToken(token);
   if (!claims || !claims.sub) {
     localStorage.removeItem(KEY);
     return showSignIn("That does not look like a jobwire token. Paste the whole token.");
   }
   principal = {userId: claims.sub, role: claims.role || "user"};
-  const admin = principal.role === "admin";
-  document.body.classList.toggle("admin", admin);
-  $("filters").hidden = !admin;
-  $("who-name").textContent = principal.userId;
-  $("who-role").textContent = principal.role;
-  $("who").hidden = false;
-  $("signin-panel").hidden = true;
-  $("jobs-panel").hidden = false;
-  $("jobs-title").textContent = admin ? "All jobs" : "Your jobs";
-
+  $("signout").hidden = false;
+  showJobs();
   // A token callback: read again before expiry and after a refusal, so a fresh sign-in in
   // another tab is picked up without reconnecting by hand.
-  client = connect({token: () => localStorage.getItem(KEY) || token});
-  window.jobwire = client;
-  client.on("update", (job) => {
-    window.jobwireEvents.push({jobId: job.jobId, seq: job.seq, id: job.id, status: job.status,
-                               type: job.eventType});
-    render(job);
-  });
-  client.on("state", ({state, transport}) => setConnection(state, transport));
-  client.on("transport", ({transport}) => setConnection(client.state, transport));
+  follow(connect({token: () => localStorage.getItem(KEY) || token}));
   client.on("error", (err) => {
     if (err.code === "unauthorized") {
       signOut("Your token was refused or has expired. Sign in again.");
@@ -79,6 +81,43 @@ function start() {
       signOut("This token may not read job status.");
     }
   });
+}
+
+// No token: the host app's session cookie may sign this page in. The form stays up meanwhile
+// (a server without sessions or a hook refuses only after its auth timeout on a WebSocket);
+// the jobs replace it once the server accepts the connection.
+function startWithCookies() {
+  principal = null;
+  showSignIn();
+  $("signout").hidden = true;      // the host app owns the session, not this page
+  follow(connect({}));
+  const mine = client;
+  client.on("authenticated", (who) => {
+    principal = who;
+    showJobs();
+  });
+  client.on("state", ({state}) => { if (state === "open") showJobs(); });
+  client.on("error", (err) => {
+    if (err.code === "unauthorized") {
+      mine.close();
+      if (client === mine) showSignIn();
+    } else if (err.code === "forbidden" && !err.jobId) {
+      mine.close();
+      if (client === mine) showSignIn("This session may not read job status.");
+    }
+  });
+}
+
+function follow(c) {
+  client = c;
+  window.jobwire = client;
+  client.on("update", (job) => {
+    window.jobwireEvents.push({jobId: job.jobId, seq: job.seq, id: job.id, status: job.status,
+                               type: job.eventType});
+    render(job);
+  });
+  client.on("state", ({state, transport}) => setConnection(state, transport));
+  client.on("transport", ({transport}) => setConnection(c.state, transport));
 }
 
 // ---------------------------------------------------------------- connection line
