@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from . import metrics
+from .auth import AuthenticateHook
 from .config import Settings
 from .errors import JobwireError
 from .service import Service
@@ -58,8 +59,11 @@ async def index(request: Request) -> Response:
 
 
 def create_app(settings: Settings, *, on_start: Hook | None = None,
-               service: Service | None = None) -> Starlette:
-    service = service or Service(settings)
+               service: Service | None = None,
+               authenticate: AuthenticateHook | None = None) -> Starlette:
+    """The jobwire ASGI app. `authenticate` is the application's own sign-in for requests
+    without a jobwire token (else JOBWIRE_AUTHENTICATE's): see jobwire.auth.Credentials."""
+    service = service or Service(settings, authenticate=authenticate)
     enabled = settings.transport_list
 
     @contextlib.asynccontextmanager

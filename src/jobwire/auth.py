@@ -1,22 +1,31 @@
-"""Token → principal. JWT (HS256 by default; RS256/ES256 with a public key). Pure but for key
-loading: the transports pull the token out of a request and hand it here."""
+"""Who is asking → principal: a JWT (HS256 by default; RS256/ES256 with a public key), or an
+application's own authenticate hook. Pure but for key loading and running the hook: the
+transports pull the credentials out of a request and hand them here."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import inspect
+import logging
 import re
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
 import jwt
 
-from .errors import ConfigError, Unauthorized
+from .errors import BrokerUnavailable, ConfigError, JobwireError, Unauthorized
+
+log = logging.getLogger("jobwire.auth")
 
 ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 SYMMETRIC = ("HS256", "HS384", "HS512")
 CACHE_SIZE = 4096  # verified tokens remembered
+RESERVED_CLAIMS = frozenset({"sub", "role", "iat", "exp", "nbf"})  # what mint() decides
 
 
 class Role(StrEnum):
@@ -130,15 +139,25 @@ class JwtAuth:
         return principal, float(nbf) if isinstance(nbf, int | float) else 0.0
 
     def mint(self, user_id: str, role: Role | str = Role.USER, ttl: float = 3600,
-             now: float | None = None) -> str:
+             now: float | None = None, claims: Mapping[str, Any] | None = None) -> str:
         if self._sign_key is None:
             raise ConfigError("minting needs the private key (JOBWIRE_JWT_PRIVATE_KEY)")
-        if not ID_RE.fullmatch(user_id):
+        if not isinstance(user_id, str) or not ID_RE.fullmatch(user_id):
             raise ValueError(f"user id {user_id!r} must be 1-128 characters of A-Z a-z 0-9 _ . : -")
+        try:
+            role = Role(role)
+        except ValueError:
+            raise ValueError(f"role {role!r} must be one of "
+                             f"{', '.join(r.value for r in Role)}") from None
+        reserved = RESERVED_CLAIMS.intersection(claims or ())
+        if reserved:
+            names = ", ".join(sorted(reserved))
+            raise ValueError(f"claim{'s' if len(reserved) > 1 else ''} {names} "
+                             f"{'are' if len(reserved) > 1 else 'is'} set by jobwire itself")
         issued = int(now if now is not None else time.time())
-        claims = {"sub": user_id, "role": Role(role).value, "iat": issued,
-                  "exp": issued + int(ttl)}
-        return jwt.encode(claims, self._sign_key, algorithm=self.algorithm)
+        payload = {**(claims or {}), "sub": user_id, "role": role.value, "iat": issued,
+                   "exp": issued + int(ttl)}
+        return jwt.encode(payload, self._sign_key, algorithm=self.algorithm)
 
 
 TOKEN_COOKIE = "jobwire_token"
@@ -165,3 +184,94 @@ def located_token(headers: Any, query: Any,
 def token_from(headers: Any, query: Any, cookies: Any) -> str | None:
     """The token of a request: `Authorization: Bearer`, then `?token=`, then the cookie."""
     return located_token(headers, query, cookies)[0]
+
+
+# --- The authentication hook: an application's own idea of who is asking ------------------
+
+Transport = Literal["websocket", "sse", "longpoll", "poll", "publish"]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a hook is given: the request's headers (lower-case names), cookies and query, the
+    transport asking, and the peer's address."""
+
+    headers: Mapping[str, str]
+    cookies: Mapping[str, str]
+    query: Mapping[str, str]
+    transport: Transport
+    client: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a hook returns for a signed-in user: the jobwire user id (1-128 characters of
+    A-Z a-z 0-9 _ . : -), the role (`user`, `admin` or `publisher`), and when it ends (Unix
+    seconds; connections close with 4401 then), if it does."""
+
+    user_id: str
+    role: str = "user"
+    expires_at: float | None = None
+
+
+AuthenticateHook = Callable[[Credentials], "Identity | Awaitable[Identity | None] | None"]
+
+
+class AuthHook:
+    """Runs an application's `authenticate(credentials)`, sync (in a thread, so a database
+    lookup does not stall every connection) or async, and turns its answer into a principal
+    with the same checks a token gets. None means: this request is nobody."""
+
+    def __init__(self, fn: AuthenticateHook):
+        if not callable(fn):
+            raise ConfigError(f"the authenticate hook {fn!r} is not callable")
+        self.fn = fn
+        # A coroutine function, or an object whose class has an async __call__.
+        self.is_async = (inspect.iscoroutinefunction(fn)
+                         or inspect.iscoroutinefunction(type(fn).__call__))
+
+    async def __call__(self, credentials: Credentials) -> Principal | None:
+        try:
+            if self.is_async:
+                answer = await self.fn(credentials)  # type: ignore[misc]
+            else:
+                answer = await asyncio.to_thread(self.fn, credentials)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+        except JobwireError:
+            raise  # Unauthorized (refused with its message) or Forbidden, as the app chose
+        except Exception as exc:
+            log.exception("the authenticate hook failed")
+            raise BrokerUnavailable("authentication is unavailable") from exc
+        if answer is None:
+            return None
+        if not isinstance(answer, Identity):
+            log.error("the authenticate hook returned %r, not an Identity or None",
+                      type(answer).__name__)
+            raise BrokerUnavailable("authentication is unavailable")
+        expires = answer.expires_at
+        if expires is not None and not isinstance(expires, int | float):
+            raise Unauthorized("invalid hook expiry")
+        if expires is not None and expires <= time.time():
+            raise Unauthorized("session expired")
+        return make_principal(answer.user_id, answer.role,
+                              float(expires) if expires is not None else None, "hook")
+
+
+def load_hook(path: str) -> AuthHook:
+    """`package.module:attribute` (JOBWIRE_AUTHENTICATE) → the hook, or a ConfigError that
+    names what is wrong."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigError(f"JOBWIRE_AUTHENTICATE={path!r}: use package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"JOBWIRE_AUTHENTICATE={path!r}: cannot import {module_name}: "
+                          f"{exc}") from None
+    fn: Any = module
+    for part in attribute.split("."):
+        fn = getattr(fn, part, None)
+    if fn is None:
+        raise ConfigError(f"JOBWIRE_AUTHENTICATE={path!r}: {module_name} has no {attribute}")
+    return AuthHook(fn)

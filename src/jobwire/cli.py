@@ -87,24 +87,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from .auth import JwtAuth
+    from .tokens import Tokens
 
-    secret = args.secret or os.environ.get("JOBWIRE_SECRET")
-    auth = JwtAuth(secret=secret, algorithm=os.environ.get("JOBWIRE_JWT_ALGORITHM", "HS256"),
-                   public_key=os.environ.get("JOBWIRE_JWT_PUBLIC_KEY"),
-                   private_key=os.environ.get("JOBWIRE_JWT_PRIVATE_KEY"))
-    print(auth.mint(args.user, args.role, ttl=args.ttl))
+    env = {**os.environ, **({"JOBWIRE_SECRET": args.secret} if args.secret else {})}
+    claims = dict(_claim(text) for text in args.claim or ())
+    print(Tokens.from_env(env).mint(args.user, args.role, ttl=args.ttl, claims=claims))
     return 0
 
 
+def _claim(text: str) -> tuple[str, Any]:
+    """`name=value`: the value as JSON if it parses (numbers, lists), else as a string."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise ValueError(f"--claim {text!r}: use name=value")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
-    from .auth import JwtAuth
     from .publisher import Publisher
+    from .tokens import Tokens
 
     token = args.token or os.environ.get("JOBWIRE_TOKEN")
     if not token:
-        token = JwtAuth(secret=os.environ.get("JOBWIRE_SECRET")).mint(
-            "cli-publisher", "publisher", ttl=300)
+        token = Tokens.from_env().mint("cli-publisher", "publisher", ttl=300)
     extra = {"workerId": args.worker, "eventId": args.event_id,
              "result": json.loads(args.result) if args.result else None,
              "error": json.loads(args.error) if args.error else None}
@@ -127,11 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_flags(demo)
     demo.set_defaults(func=cmd_demo)
 
-    token = sub.add_parser("token", help="mint a token from JOBWIRE_SECRET")
+    token = sub.add_parser("token", help="mint a token with the server's key settings")
     token.add_argument("user")
     token.add_argument("--role", choices=["user", "admin", "publisher"], default="user")
     token.add_argument("--ttl", type=float, default=3600, help="seconds until it expires")
     token.add_argument("--secret", help="signing secret [JOBWIRE_SECRET]")
+    token.add_argument("--claim", action="append", metavar="NAME=VALUE",
+                       help="a claim of your own (repeatable); VALUE is JSON or a string")
     token.set_defaults(func=cmd_token)
 
     pub = sub.add_parser("publish", help="publish one job update over HTTP")

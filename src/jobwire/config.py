@@ -31,6 +31,9 @@ class Settings:
     redis_durable_replicas: int = _setting(
         0, "replicas that must confirm a publish before it is acknowledged (WAIT)", 0)
     redis_channel_prefix: str = _setting("", "prefix of the Redis pub/sub channel names")
+    authenticate: str | None = _setting(
+        None, "the app's sign-in for requests without a token: package.module:function "
+              "returning jobwire.auth.Identity or None")
     session_prefix: str = _setting("", "Redis key prefix of app sessions ({userId, role} JSON); "
                                        "empty: sessions off")
     session_redis_url: str | None = _setting(None, "Redis holding the sessions; unset: "

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .auth import JwtAuth, Principal
+from .auth import AuthenticateHook, AuthHook, JwtAuth, Principal, load_hook
 from .broker import Broker, Scope
 from .broker.memory import MemoryBroker
 from .config import Settings
@@ -32,11 +32,16 @@ from .stats import Histogram
 
 
 class Service:
-    def __init__(self, settings: Settings, broker: Broker | None = None):
+    def __init__(self, settings: Settings, broker: Broker | None = None,
+                 authenticate: AuthenticateHook | None = None):
         self.settings = settings
         self.auth = JwtAuth(secret=settings.secret, algorithm=settings.jwt_algorithm,
                             public_key=settings.jwt_public_key,
                             private_key=settings.jwt_private_key)
+        # The application's own sign-in, for requests without a jobwire token.
+        self.authenticate_hook: AuthHook | None = (
+            AuthHook(authenticate) if authenticate is not None
+            else load_hook(settings.authenticate) if settings.authenticate else None)
         self.broker = broker or make_broker(settings)
         self.sessions_store: RedisSessions | None = None
         if settings.session_prefix:

@@ -8,10 +8,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth import Principal, token_from
-from ..errors import Forbidden, JobwireError, PayloadTooLarge, RateLimited
+from ..auth import Principal, Transport
+from ..errors import Forbidden, JobwireError, PayloadTooLarge, RateLimited, Unauthorized
 from ..protocol import dumps
 from ..service import Service
+from .identify import identify
 
 
 class JSONResponse(Response):
@@ -25,15 +26,15 @@ def service_of(request: Request) -> Service:
     return request.app.state.service
 
 
-async def principal_of(request: Request) -> Principal:
-    service = service_of(request)
-    token = token_from(request.headers, request.query_params, request.cookies)
-    return await service.authenticate(
-        token, request.cookies.get(service.settings.session_cookie))
+async def principal_of(request: Request, transport: Transport = "publish") -> Principal:
+    principal = await identify(request, service_of(request), transport)
+    if principal is None:
+        raise Unauthorized("a token is required")
+    return principal
 
 
-async def reader_of(request: Request) -> Principal:
-    principal = await principal_of(request)
+async def reader_of(request: Request, transport: Transport) -> Principal:
+    principal = await principal_of(request, transport)
     if not principal.can_read:
         raise Forbidden("publishers cannot read job status")
     return principal

@@ -39,7 +39,7 @@ def timeout_param(request: Request) -> float:
 
 
 async def long_poll(request: Request) -> Response:
-    principal = await reader_of(request)
+    principal = await reader_of(request, "longpoll")
     service = service_of(request)
     job_ids = job_ids_param(request, service.settings.max_subscriptions)
     timeout = timeout_param(request)

@@ -81,7 +81,7 @@ def cached_json(request: Request, body: dict[str, Any], retry: int) -> Response:
 
 
 async def jobs_status(request: Request) -> Response:
-    principal = await reader_of(request)
+    principal = await reader_of(request, "poll")
     service = service_of(request)
     job_ids = job_ids_param(request, service.settings.max_subscriptions)
     user_id = request.query_params.get("userId")
@@ -93,7 +93,7 @@ async def jobs_status(request: Request) -> Response:
 
 
 async def job_status(request: Request) -> Response:
-    principal = await reader_of(request)
+    principal = await reader_of(request, "poll")
     state = await service_of(request).broker.job(request.path_params["job_id"])
     if state is None or not principal.may_see(state["userId"]):
         raise NotFound("no such job")

@@ -12,13 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..cursor import parse_resume_point
-from ..errors import Forbidden
 from ..events import Event
 from ..protocol import heartbeat_message
 from ..session import Outgoing, Session
 from ..stats import Histogram
 from .http import reader_of, service_of
-from .origin import cookie_from_foreign_origin
 from .poll import job_ids_param
 
 RETRY_MS = 2000  # the reconnect delay EventSource should use
@@ -35,11 +33,7 @@ def frame(item: Outgoing) -> str:
 
 async def stream(request: Request) -> Response:
     service = service_of(request)
-    # An EventSource sends cookies cross-site too (withCredentials): CORS keeps the answer
-    # from a foreign page, but the stream would still hold one of the user's connections.
-    if cookie_from_foreign_origin(request, service):
-        raise Forbidden("origin not allowed")
-    principal = await reader_of(request)
+    principal = await reader_of(request, "sse")
     job_ids = job_ids_param(request, service.settings.max_subscriptions)
     last = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
     after = parse_resume_point(last, "Last-Event-ID") if last else None

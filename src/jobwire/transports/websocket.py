@@ -13,9 +13,16 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..auth import Principal, token_from
+from ..auth import Principal
 from ..cursor import parse_resume_point
-from ..errors import InvalidMessage, JobwireError, RateLimited, Unauthorized
+from ..errors import (
+    BrokerUnavailable,
+    Forbidden,
+    InvalidMessage,
+    JobwireError,
+    RateLimited,
+    Unauthorized,
+)
 from ..events import Event
 from ..protocol import (
     PONG,
@@ -30,7 +37,7 @@ from ..ratelimit import TokenBucket
 from ..service import Service
 from ..session import CloseReason, Session
 from . import frames
-from .origin import cookie_from_foreign_origin
+from .identify import identify
 from .uvicorn_fast_path import FastWebSocketProtocol, fast_protocol
 
 log = logging.getLogger("jobwire.websocket")
@@ -48,18 +55,16 @@ CLOSE_TEXT = {CloseReason.SLOW: "too slow: resume from your cursor",
 async def websocket_endpoint(ws: WebSocket) -> None:
     service: Service = ws.app.state.service
     await ws.accept()
-    if cookie_from_foreign_origin(ws, service):
-        await ws.close(1008, "origin not allowed")
-        return
-    token = token_from(ws.headers, ws.query_params, ws.cookies)
-    session_id = ws.cookies.get(service.settings.session_cookie)
     try:
-        if token is not None or (session_id is not None and service.sessions_store is not None):
-            principal = await service.authenticate(token, session_id)
-        else:
-            principal = await _auth_in_band(ws, service)
+        principal = await identify(ws, service, "websocket") or await _auth_in_band(ws, service)
+    except Forbidden as exc:
+        await ws.close(1008, exc.message)
+        return
     except Unauthorized as exc:
         await _close(ws, 4401, exc.message)
+        return
+    except BrokerUnavailable as exc:  # the session store or the hook cannot answer now
+        await _close(ws, 1013, exc.message)
         return
     except (WebSocketDisconnect, TimeoutError):
         await _close(ws, 4401, "authentication timed out")
