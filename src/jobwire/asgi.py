@@ -83,9 +83,12 @@ class Jobwire:
         finally:
             await self.stop()
 
-    def lifespan(self, app: Any) -> contextlib.AbstractAsyncContextManager[Any]:
-        """For `FastAPI(lifespan=realtime.lifespan)` or `Starlette(lifespan=...)`."""
-        return self.running()
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        """For `FastAPI(lifespan=realtime.lifespan)` or `Starlette(lifespan=...)`. Yields
+        nothing: a value would become the host's lifespan state."""
+        async with self.running():
+            yield
 
     async def publish(self, job_id: str, user_id: str, status: str,
                       progress: float | None = None, current_operation: str | None = None,
