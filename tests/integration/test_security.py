@@ -139,11 +139,20 @@ async def test_cookie_auth_from_a_foreign_origin(server, transport, uid):
                                       origin="http://evil.example", additional_headers=cookie)
         assert await Client(ws).expect_close() == 1008
         return
-    # Over HTTP a browser refuses to hand a foreign page the answer: no CORS is granted.
+    # Over HTTP too: a foreign page's request carrying the user's cookie is refused (and no
+    # CORS is granted), on reads and on publishing alike.
+    cookie = {"Cookie": f"jobwire_token={server.token(uid, 'admin')}"}
     async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
-        path = "/api/v2/jobs/status"
-        r = await http.get(path, headers={**cookie, "Origin": "http://evil.example"})
-        assert "access-control-allow-origin" not in r.headers
+        for method, path in (("GET", "/api/v2/jobs/status"), ("GET", "/api/v2/jobs/poll"),
+                             ("GET", f"/api/v2/jobs/{uid}"),
+                             ("POST", f"/api/v2/jobs/{uid}/status")):
+            r = await http.request(method, path,
+                                   headers={**cookie, "Origin": "http://evil.example"},
+                                   json={"userId": uid, "status": "queued"})
+            assert (r.status_code, r.json()["error"]["message"]) == (403, "origin not allowed")
+            assert "access-control-allow-origin" not in r.headers
+        r = await http.get(f"/api/v2/jobs/{uid}", headers={**cookie, "Origin": server.url})
+        assert r.status_code == 404  # the same cookie from the server's own page: let in
 
 
 
