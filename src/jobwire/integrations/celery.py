@@ -21,8 +21,10 @@ a worker starts it (`task_prerun`), then `completed` with its return value as `r
 (`task_success`), `failed` with `{"type", "message"}` (`task_failure`: an exception, a time
 limit, a lost worker) or `cancelled` (`task_revoked`). A retry keeps the job `processing`
 ("Retrying: …"). The owner is the task's `user_from` header (`apply_async(…,
-headers={"user_id": "user_789"})`) or else its keyword argument of that name; tasks without
-one are not reported. Call `install` where both the sender and the worker import it (the
+headers={"user_id": "user_789"})`) or else its keyword argument of that name, or else the
+owner of the code sending it (`with owner("user_789"): crawl.delay(…)`; a web framework's
+middleware can set it per request, as `jobwire.integrations.django` does); tasks without one
+are not reported. Call `install` where both the sender and the worker import it (the
 module that creates the app): the sender publishes `queued`, the worker the rest.
 
 Publishing never fails a task (see `jobwire.reporter`); a missing publisher configuration
@@ -31,9 +33,11 @@ fails `install`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from celery import Celery, signals
@@ -50,9 +54,18 @@ from ..reporter.job import _current, progress_of
 
 log = logging.getLogger("jobwire.celery")
 
-__all__ = ["CeleryIntegration", "install", "report_progress"]
+__all__ = ["CeleryIntegration", "current_owner", "install", "owner", "report_progress"]
 
 UserFrom = str | Callable[[str, tuple[Any, ...], dict[str, Any], dict[str, Any]], Any]
+
+# The owner of tasks sent from the current context when they name none themselves: a user id,
+# or a callable asked only when a task is sent (so a request that sends nothing never has to
+# look its user up).
+_owner: contextvars.ContextVar[str | Callable[[], Any] | None] = contextvars.ContextVar(
+    "jobwire_celery_owner", default=None)
+# The message header that carries an owner taken from the context, so the worker, which has
+# no such context, reports the task for the same user.
+OWNER_HEADER = "jobwire_owner"
 
 _SIGNALS = ("before_task_publish", "task_prerun", "task_success", "task_failure",
             "task_retry", "task_revoked", "task_postrun")
@@ -93,14 +106,18 @@ class CeleryIntegration:
             user = self.user_from(name, args, kwargs, headers)
         else:
             user = headers.get(self.user_from, kwargs.get(self.user_from))
+        if user is None:
+            user = headers.get(OWNER_HEADER)
         return None if user is None else str(user)
 
     def _request_user(self, task: Any, request: Any) -> str | None:
         headers = dict(getattr(request, "headers", None) or {})
-        if isinstance(self.user_from, str):
-            value = getattr(request, self.user_from, None)  # custom headers are attributes
+        names = (self.user_from, OWNER_HEADER) if isinstance(self.user_from, str) \
+            else (OWNER_HEADER,)
+        for name in names:
+            value = getattr(request, name, None)  # custom headers are attributes
             if value is not None:
-                headers.setdefault(self.user_from, value)
+                headers.setdefault(name, value)
         return self.user_of(getattr(task, "name", ""), getattr(request, "args", None),
                             getattr(request, "kwargs", None), headers)
 
@@ -127,6 +144,10 @@ class CeleryIntegration:
         args, kwargs = (body[0], body[1]) if isinstance(body, list | tuple) and \
             len(body) >= 2 else ((), {})
         user = self.user_of(name, args, kwargs, headers)
+        if user is None:
+            user = current_owner()
+            if user is not None:
+                headers[OWNER_HEADER] = user  # sent with the message: the worker's owner too
         job = self._reporter(headers.get("id", ""), user)
         if job is not None:
             job.queued()
@@ -263,3 +284,27 @@ def report_progress(progress: float | None = None, operation: str | None = None,
     publishing failure."""
     found = _installed.job(task_id) if _installed is not None else None
     return progress_of(found, task_id, progress, operation)
+
+
+@contextlib.contextmanager
+def owner(user: str | Callable[[], Any] | None) -> Iterator[None]:
+    """Within the block, tasks sent without an owner of their own (no `user_id` header or
+    keyword argument) belong to `user`: a user id, or a callable returning one (or None),
+    called only when a task is sent. Explicit owners still win."""
+    token = _owner.set(user)
+    try:
+        yield
+    finally:
+        _owner.reset(token)
+
+
+def current_owner() -> str | None:
+    """The owner `owner()` set for the current context, as a string, or None."""
+    value = _owner.get()
+    if callable(value):
+        try:
+            value = value()
+        except Exception:  # a failing lookup must not fail the task's sending
+            log.exception("looking up the owner of a task failed: not reported")
+            return None
+    return None if value is None else str(value)
