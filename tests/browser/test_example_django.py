@@ -1,0 +1,127 @@
+"""examples/django_celery in a real Chromium, started by its one command: alice signs in with
+Django's login form, starts a crawl and watches it complete on the page; bob, signed in at
+the same time, is connected but sees nothing of it. Every wait is bounded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.conftest import WAIT, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = ROOT / "examples" / "django_celery" / "run.py"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+T = int(2 * WAIT * 1000)  # Playwright timeout, ms
+PASSWORDS = {"alice": "alice-jobwire", "bob": "bob-jobwire"}  # the example's demo users
+
+
+@pytest.fixture
+def example() -> Iterator[str]:
+    """The example, run exactly as its README says, on a free port."""
+    port = free_port()
+    run = subprocess.Popen([sys.executable, str(RUN), "--port", str(port), "--pages", "8",
+                            "--delay", "0.4"], cwd=ROOT, env=dict(os.environ),
+                           stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 6 * WAIT
+        while not _ready(url):
+            if time.monotonic() > deadline or run.poll() is not None:
+                raise RuntimeError("the example did not start")
+            time.sleep(0.1)  # another process starting: nothing to await but its port
+        yield url
+    finally:
+        run.send_signal(signal.SIGINT)  # Ctrl+C: it stops redis, the worker and uvicorn
+        try:
+            run.wait(15)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.wait(5)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/realtime/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True,
+                                           timeout=T)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def sign_in(browser: Browser, url: str, name: str) -> tuple[Page, str]:
+    """Django's login form, as a person fills it in; returns the page and the user's
+    jobwire id (from the token view, with the session the login set)."""
+    page = await (await browser.new_context()).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors  # type: ignore[attr-defined]
+    await page.goto(url + "/", timeout=T)
+    await expect(page).to_have_url(url + "/accounts/login/?next=/", timeout=T)
+    await page.fill("#id_username", name)
+    await page.fill("#id_password", PASSWORDS[name])
+    await page.click("#sign-in")
+    await expect(page.locator("#username")).to_have_text(name, timeout=T)
+    token = await page.request.get(url + "/jobwire/token/")
+    assert token.ok
+    return page, (await token.json())["userId"]
+
+
+async def test_alice_watches_her_crawl_complete_and_bob_sees_nothing_of_it(example, browser):
+    alice, alice_id = await sign_in(browser, example, "alice")
+    bob, bob_id = await sign_in(browser, example, "bob")
+    assert alice_id != bob_id
+
+    await alice.click("#start")
+    await alice.wait_for_url(f"{example}/jobs/**", timeout=T)
+    job = alice.url.rstrip("/").rsplit("/", 1)[-1]
+    progress = alice.locator(f'.jobwire-progress[data-jobwire-job="{job}"]')
+    await expect(progress).to_have_attribute("data-state", "open", timeout=T)
+    await expect(progress).to_have_attribute("data-user", alice_id, timeout=T)
+    await expect(progress).to_have_attribute("data-status", "processing", timeout=3 * T)
+
+    # While it runs: bob, connected and signed in as himself, is refused alice's job.
+    await bob.goto(f"{example}/jobs/{job}/", timeout=T)
+    spy = bob.locator(".jobwire-progress")
+    await expect(spy).to_have_attribute("data-state", "open", timeout=T)
+    await expect(spy).to_have_attribute("data-user", bob_id, timeout=T)
+    await expect(spy).to_have_attribute("data-error", "forbidden", timeout=T)
+    await expect(spy.locator('[data-jobwire-field="status"]')).to_have_text("not available")
+    refused = await bob.request.get(f"{example}/realtime/api/v2/jobs/{job}")
+    assert refused.status == 404  # another user's job is no job at all
+
+    # Alice's page moves through the pages to completion.
+    await alice.wait_for_function(
+        "el => { const p = +el.dataset.progress; return p > 0 && p < 100; }",
+        arg=await progress.element_handle(), timeout=T)
+    await expect(progress.locator('[data-jobwire-field="operation"]')).to_contain_text(
+        "Crawled", timeout=T)
+    await expect(progress).to_have_attribute("data-status", "completed", timeout=3 * T)
+    await expect(progress).to_have_attribute("data-progress", "100")
+    assert await progress.locator("progress").evaluate("el => el.value") == 100
+
+    # Bob's page, still open and connected, never showed any of it.
+    await expect(spy).to_have_attribute("data-state", "open")
+    assert await spy.get_attribute("data-status") == ""
+    assert await spy.get_attribute("data-progress") == "0"
+    assert alice.errors == [] and bob.errors == []  # type: ignore[attr-defined]
