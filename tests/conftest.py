@@ -144,6 +144,8 @@ def uid() -> str:
 class Client:
     """A WebSocket client over the `websockets` library; heartbeats are skipped."""
 
+    close_reason: str | None = None  # the server's, once expect_close has seen it
+
     def __init__(self, ws: websockets.ClientConnection):
         self.ws = ws
 
@@ -181,6 +183,7 @@ class Client:
                     await self.ws.recv()
             except websockets.ConnectionClosed as exc:
                 assert exc.rcvd is not None
+                self.close_reason = exc.rcvd.reason
                 return exc.rcvd.code
         raise AssertionError("unreachable")
 

@@ -122,7 +122,7 @@ async def test_refusals_over_http(app, session, status, message):
 async def test_refusals_over_websocket(app, session, code, reason):
     client = await open_ws(app, session)
     assert await client.expect_close() == code
-    assert client.ws.close_reason == reason
+    assert client.close_reason == reason
 
 
 async def test_a_websocket_the_hook_does_not_know_may_still_send_a_token(app):
@@ -132,7 +132,7 @@ async def test_a_websocket_the_hook_does_not_know_may_still_send_a_token(app):
     await client.close()
     silent = await open_ws(app, None)  # neither: the in-band auth times out (1 s here)
     assert await silent.expect_close(timeout=3 * WAIT) == 4401
-    assert silent.ws.close_reason == "authentication timed out"
+    assert silent.close_reason == "authentication timed out"
 
 
 async def test_the_hooks_expiry_ends_open_connections(app, uid):
@@ -141,7 +141,7 @@ async def test_the_hooks_expiry_ends_open_connections(app, uid):
     assert greeting["userId"] == "alice" and greeting["expiresAt"] > time.time()
     await client.subscribe(all=True)
     assert await client.expect_close(timeout=3 * WAIT) == 4401
-    assert client.ws.close_reason == "token expired"
+    assert client.close_reason == "token expired"
     session = expiring_in(1.5)
     async with httpx.AsyncClient(base_url=app.url, timeout=3 * WAIT,
                                  headers=cookie(session)) as http:
@@ -156,7 +156,7 @@ async def test_the_hooks_expiry_ends_open_connections(app, uid):
 async def test_a_foreign_origin_is_refused_for_what_the_hook_accepts(app, uid):
     client = await open_ws(app, "s-alice", origin=FOREIGN)
     assert await client.expect_close() == 1008
-    assert client.ws.close_reason == "origin not allowed"
+    assert client.close_reason == "origin not allowed"
     headers = {**cookie("s-alice"), "Origin": FOREIGN}
     async with httpx.AsyncClient(base_url=app.url, timeout=WAIT, headers=headers) as http:
         for method, path in (("GET", "/api/v2/jobs/stream"), ("GET", "/api/v2/jobs/poll"),
