@@ -284,6 +284,10 @@ async def test_staff_session_is_admin_and_sees_every_job(site):
         assert (hello["userId"], hello["role"]) == (site.uid("carol"), "admin")
         assert job in [j["jobId"] for j in (await client.subscribe(jobIds=[job]))["jobs"]]
         await client.close()
+        # Admin or not, a session only reads: publishing takes a publisher token.
+        answer = await http.post(f"/realtime/api/v2/jobs/{job}/status",
+                                 json={"userId": site.uid("alice"), "status": "cancelled"})
+        assert answer.status_code == 401
 
 
 async def test_cookie_from_a_foreign_origin_is_refused(site):

@@ -8,6 +8,8 @@ user found as `django.contrib.auth.get_user` finds it: the backend recorded in t
 (one of AUTHENTICATION_BACKENDS), and the session's auth hash checked against the user's
 current password (or SECRET_KEY_FALLBACKS), so a password change signs jobwire out too.
 Inactive users are refused. Staff are jobwire admins. The identity ends when the session does.
+A session only reads: publishing takes a publisher token, so no page can be made to write job
+status with a visitor's cookie.
 
 Unlike `get_user`, it never writes the session: a request that cannot set a cookie must not
 rotate the session key (which would sign the browser out) or flush it; the user's next Django
@@ -53,6 +55,8 @@ def identity_of(user: Any, expires_at: float | None = None) -> Identity:
 def authenticate(credentials: Credentials) -> Identity | None:
     """The hook: the identity of the session cookie's user, or None (not signed in). Sync:
     jobwire runs it in a thread, where Django's database access is allowed."""
+    if credentials.transport == "publish":
+        return None  # a browser's session reads; workers publish with publisher tokens
     session_key = credentials.cookies.get(settings.SESSION_COOKIE_NAME)
     if not session_key:
         return None
