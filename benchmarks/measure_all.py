@@ -57,6 +57,7 @@ RUNS: list[tuple[str, dict[str, str], list[str]]] = [
     ("cpu_profile", {}, [PY, str(HERE / "cpu_profile.py")]),
     ("browser_latency", {}, [PY, str(HERE / "browser_latency.py")]),
     ("report_overhead", {}, [PY, str(HERE / "report_overhead.py")]),
+    ("celery_progress", {}, [PY, str(HERE / "celery_progress" / "run.py")]),
 ]
 
 
