@@ -34,6 +34,18 @@ def test_token_mints_a_verifiable_token():
     assert claims["exp"] - claims["iat"] == 60
 
 
+def test_token_adds_claims_of_your_own_and_refuses_bad_ones():
+    env = {"JOBWIRE_SECRET": "s" * 32}
+    out = run("token", "alice", "--claim", "tenant=acme", "--claim", "seats=[1, 2]", env=env)
+    claims = jwt.decode(out.stdout.strip(), "s" * 32, algorithms=["HS256"])
+    assert claims["tenant"] == "acme" and claims["seats"] == [1, 2] and claims["sub"] == "alice"
+    for args, complaint in ((["--claim", "role=admin"], "claim role is set by jobwire itself"),
+                            (["--claim", "novalue"], "use name=value"),
+                            (["--role", "root"], "invalid choice")):
+        out = run("token", "alice", *args, env=env)
+        assert out.returncode == 2 and complaint in out.stderr and out.stdout == ""
+
+
 def test_serve_refuses_to_start_without_a_secret():
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBWIRE_")}
     out = subprocess.run([*JOBWIRE, "serve", "--port", str(free_port())], capture_output=True,
