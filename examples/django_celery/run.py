@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Run the Django example: a private redis-server (Celery's broker and jobwire's Redis), a
-fresh SQLite database with the demo users alice and bob, a Celery worker, and uvicorn serving
+Celery worker, a fresh SQLite database with the demo users alice and bob, and uvicorn serving
 Django with jobwire at /realtime/. Ctrl+C (or SIGTERM) stops everything, each by its PID.
 
     .venv/bin/python examples/django_celery/run.py [--port 8000] [--redis-url URL]
@@ -88,13 +88,13 @@ def main() -> int:
                "DJANGO_DB": str(data / "db.sqlite3"), "REDIS_URL": redis_url,
                "CRAWL_PAGES": str(args.pages), "CRAWL_DELAY": str(args.delay)}
         python = sys.executable
-        subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=HERE, env=env, check=True)
-        subprocess.run([python, "manage.py", "demo_users"], cwd=HERE, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        # The worker needs no database: it starts while the database is set up.
         procs.append(subprocess.Popen(
             [python, "-m", "celery", "-A", "project", "worker", "--pool=solo",
              "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
             cwd=HERE, env=env))
+        subprocess.run([python, "manage.py", "demo_setup"], cwd=HERE, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
         procs.append(subprocess.Popen(
             [python, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1",
              "--port", str(args.port), "--lifespan", "on", "--log-level", "warning"],

@@ -30,7 +30,7 @@ import pytest
 import websockets
 
 from jobwire.tokens import Tokens
-from tests.conftest import WAIT, Client, eventually, free_port, start_redis
+from tests.conftest import WAIT, Client, eventually, free_port, start_redis, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "django_celery"
@@ -43,6 +43,7 @@ class Site:
     secret: str
     users: dict[str, Any] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def ws_url(self) -> str:
@@ -96,7 +97,7 @@ def site() -> Iterator[Site]:
                 raise RuntimeError("the example did not start")
             time.sleep(0.1)  # another process starting: nothing to await but its port
         _setup_django(env)
-        from crawler.management.commands.demo_users import USERS
+        from crawler.management.commands.demo_setup import USERS
         from django.contrib.auth import get_user_model
         from project.celery import integration  # installed on import, as in the web process
 
@@ -106,7 +107,7 @@ def site() -> Iterator[Site]:
         for name, staff in (("carol", True), ("dave", False)):
             users[name] = model.objects.create_user(name, password=PASSWORD, is_staff=staff)
             passwords[name] = PASSWORD
-        yield Site(url, secret, users, passwords)
+        yield Site(url, secret, users, passwords, env)
     finally:
         run.send_signal(signal.SIGINT)  # it stops its worker and uvicorn by their PIDs
         try:
@@ -310,44 +311,40 @@ async def test_logged_out_expired_and_password_changed_sessions_are_refused(site
     from django.contrib.sessions.models import Session
     from django.utils import timezone
 
-    # Signed out with Django's logout view: the old cookie opens nothing.
+    def expire(session: str, seconds: float) -> Any:
+        return sync_to_async(Session.objects.filter(session_key=session).update)(
+            expire_date=timezone.now() + timedelta(seconds=seconds))
+
+    # Signed out with Django's logout view.
     async with login(site, "alice") as http:
-        old = http.cookies["sessionid"]
+        logged_out = http.cookies["sessionid"]
         assert (await http.get("/realtime/api/v2/jobs/status")).status_code == 200
         answer = await http.post("/accounts/logout/",
                                  data={"csrfmiddlewaretoken": http.cookies["csrftoken"]})
         assert answer.status_code == 302
-    await _refused(site, old)
-
     # Expired: the session row says so.
-    session = await session_of(site, "alice")
-    await sync_to_async(Session.objects.filter(session_key=session).update)(
-        expire_date=timezone.now() - timedelta(seconds=1))
-    await _refused(site, session)
-
-    # The session's expiry ends an open WebSocket with 4401.
-    session = await session_of(site, "alice")
-    await sync_to_async(Session.objects.filter(session_key=session).update)(
-        expire_date=timezone.now() + timedelta(seconds=1.5))
-    client = await ws_connect(site, session)
-    hello = await client.recv()
-    assert hello["type"] == "authenticated"
-    assert await client.expect_close(timeout=3 * WAIT) == 4401
-
+    expired = await session_of(site, "alice")
+    await expire(expired, -1)
     # A password change ends the sessions signed in before it (the session auth hash).
-    session = await session_of(site, "dave")
+    changed = await session_of(site, "dave")
     dave = site.users["dave"]
     dave.set_password("another-password-2")
     await sync_to_async(dave.save)()
-    await _refused(site, session)
-
     # An inactive user is refused, whatever the session says.
-    session = await session_of(site, "bob")
+    inactive = await session_of(site, "bob")
     bob = site.users["bob"]
     bob.is_active = False
     await sync_to_async(bob.save)()
+    # The session's expiry ends an open WebSocket with 4401.
+    ending = await session_of(site, "alice")
+    await expire(ending, 1.5)
+    client = await ws_connect(site, ending)
+    assert (await client.recv())["type"] == "authenticated"
     try:
-        await _refused(site, session)
+        # Each refusal waits out the 1 s auth timeout on its WebSocket: all at once.
+        await asyncio.gather(*(_refused(site, s) for s in (logged_out, expired, changed,
+                                                             inactive)))
+        assert await client.expect_close(timeout=3 * WAIT) == 4401
     finally:
         bob.is_active = True
         await sync_to_async(bob.save)()
@@ -415,3 +412,23 @@ async def test_explicit_owner_wins_over_the_request_user(site):
             "/realtime/api/v2/jobs/status",
             params={"jobIds": f"{mine.id},{named.id}"})).json()["jobs"]}
     assert owners == {mine.id: alice, named.id: bob}
+
+
+async def test_jobwire_serve_beside_the_site_signs_in_with_its_sessions(site):
+    """The hook outside the Django process: `jobwire serve` with JOBWIRE_AUTHENTICATE, the
+    site's settings and database, and the same Redis."""
+    env = {**site.env, "PYTHONPATH": os.pathsep.join([str(EXAMPLE), str(ROOT)])}
+    server = start_server(secret=site.secret, redis_url=env["REDIS_URL"], env=env,
+                          authenticate="jobwire.integrations.django.auth:authenticate")
+    try:
+        job = "dj-" + secrets.token_hex(4)
+        await publish(site, job, site.uid("alice"), progress=10)  # through the site's jobwire
+        session = await session_of(site, "alice")
+        async with httpx.AsyncClient(base_url=server.url, timeout=WAIT,
+                                     cookies={"sessionid": session}) as http:
+            answer = await http.get(f"/api/v2/jobs/{job}")
+            assert answer.status_code == 200 and answer.json()["progress"] == 10
+            http.cookies.clear()
+            assert (await http.get(f"/api/v2/jobs/{job}")).status_code == 401
+    finally:
+        server.stop()

@@ -1,7 +1,8 @@
 """Sign jobwire connections in with the Django session cookie: the authentication hook.
 
     Jobwire(authenticate=jobwire.integrations.django.auth.authenticate)
-    # or for `jobwire serve`: JOBWIRE_AUTHENTICATE=jobwire.integrations.django.auth:authenticate
+    # or for `jobwire serve` beside the Django site (same database, same SECRET_KEY), with
+    # DJANGO_SETTINGS_MODULE set: JOBWIRE_AUTHENTICATE=jobwire.integrations.django.auth:authenticate
 
 The cookie named SESSION_COOKIE_NAME is loaded with the SessionStore of SESSION_ENGINE and the
 user found as `django.contrib.auth.get_user` finds it: the backend recorded in the session
@@ -18,9 +19,12 @@ request does that.
 
 from __future__ import annotations
 
+import threading
 from importlib import import_module
 from typing import Any
 
+import django
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import (
     BACKEND_SESSION_KEY,
@@ -57,6 +61,7 @@ def authenticate(credentials: Credentials) -> Identity | None:
     jobwire runs it in a thread, where Django's database access is allowed."""
     if credentials.transport == "publish":
         return None  # a browser's session reads; workers publish with publisher tokens
+    _ensure_django()
     session_key = credentials.cookies.get(settings.SESSION_COOKIE_NAME)
     if not session_key:
         return None
@@ -67,6 +72,19 @@ def authenticate(credentials: Credentials) -> Identity | None:
         return _identity(session_key)
     finally:
         close_old_connections()
+
+
+_setup_lock = threading.Lock()
+
+
+def _ensure_django() -> None:
+    """Under `jobwire serve` nothing has set Django up: do it on first use, from
+    DJANGO_SETTINGS_MODULE. Inside the Django site it already is."""
+    if apps.ready:
+        return
+    with _setup_lock:
+        if not apps.ready:
+            django.setup()
 
 
 def _identity(session_key: str) -> Identity | None:
