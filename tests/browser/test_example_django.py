@@ -5,6 +5,7 @@ the same time, is connected but sees nothing of it. Every wait is bounded."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,4 +125,21 @@ async def test_alice_watches_her_crawl_complete_and_bob_sees_nothing_of_it(examp
     await expect(spy).to_have_attribute("data-state", "open")
     assert await spy.get_attribute("data-status") == ""
     assert await spy.get_attribute("data-progress") == "0"
+
+    # Alice's start page lists her crawls, each live on the page's one connection.
+    await alice.goto(example + "/", timeout=T)
+    await alice.click("#start")
+    await alice.wait_for_url(f"{example}/jobs/**", timeout=T)
+    second = alice.url.rstrip("/").rsplit("/", 1)[-1]
+    await alice.goto(example + "/", timeout=T)
+    listed = alice.locator(".jobwire-progress")
+    await expect(listed).to_have_count(2)
+    await expect(listed.nth(1)).to_have_attribute("data-jobwire-job", job)
+    await expect(listed.nth(1)).to_have_attribute("data-status", "completed", timeout=T)
+    await expect(listed.nth(0)).to_have_attribute("data-jobwire-job", second)
+    await expect(listed.nth(0)).to_have_attribute("data-status", re.compile("queued|processing"),
+                                                  timeout=T)
+    assert await alice.evaluate(
+        "document.querySelectorAll('.jobwire-progress')[0].jobwire === "
+        "document.querySelectorAll('.jobwire-progress')[1].jobwire")
     assert alice.errors == [] and bob.errors == []  # type: ignore[attr-defined]

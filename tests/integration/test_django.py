@@ -197,7 +197,7 @@ def test_template_tags_load_the_library_and_escape_the_job_id(site):
     assert html.startswith('<script src="/realtime/static/jobwire.js"></script>')
     assert 'data-jobwire-job="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in html
     assert "<script>alert(1)" not in html
-    assert "Jobwire.connect({jobIds: [jobId]})" in html  # cookie mode: no token
+    assert "Jobwire.connect({jobIds: jobIds()})" in html  # cookie mode: no token
     with override_settings(JOBWIRE_SCRIPT_URL="/cdn/jobwire.js"):
         assert Template("{% load jobwire %}{% jobwire_script %}").render(Context()) == \
             '<script src="/cdn/jobwire.js"></script>'

@@ -29,46 +29,75 @@ from .. import conf
 register = template.Library()
 
 # Static: it reads the job id back from its element, so nothing a user chose is ever spliced
-# into script text (where HTML escaping would not be enough).
+# into script text (where HTML escaping would not be enough). Every progress element of a page
+# shares one connection: the elements register while the page is parsed, and one client
+# follows all their jobs once it is (an element added later widens the subscription).
 PROGRESS_SCRIPT = mark_safe("""
 (function (el) {
   "use strict";
-  // Cookie mode (no token): the Django session signs the connection in; `authenticated`
-  // says as whom. Only this job is followed; jobwire refuses someone else's.
-  var jobId = el.getAttribute("data-jobwire-job");
-  var bar = el.querySelector("progress");
-  function field(name) { return el.querySelector('[data-jobwire-field="' + name + '"]'); }
-  function show(job) {
+  var hub = window.jobwireProgress || (window.jobwireProgress = {elements: [], client: null});
+  function field(e, name) { return e.querySelector('[data-jobwire-field="' + name + '"]'); }
+  function each(jobId, fn) {
+    hub.elements.forEach(function (e) {
+      if (jobId == null || e.getAttribute("data-jobwire-job") === jobId) fn(e);
+    });
+  }
+  function show(e, job) {
     var pct = Math.round(job.progress || 0);
-    el.setAttribute("data-status", job.status);
-    el.setAttribute("data-progress", String(pct));
-    bar.value = pct;
-    field("percent").textContent = pct + " %";
-    field("status").textContent = job.status + (job.stalled ? " (stalled)" : "");
-    field("operation").textContent = job.currentOperation ||
+    e.setAttribute("data-status", job.status);
+    e.setAttribute("data-progress", String(pct));
+    e.querySelector("progress").value = pct;
+    field(e, "percent").textContent = pct + " %";
+    field(e, "status").textContent = job.status + (job.stalled ? " (stalled)" : "");
+    field(e, "operation").textContent = job.currentOperation ||
       (job.error && job.error.message) || "";
   }
-  function start() {
-    var jobs = window.Jobwire.connect({jobIds: [jobId]});
-    el.jobwire = jobs;
-    jobs.on("update", function (job) { if (job.jobId === jobId) show(job); });
-    jobs.on("state", function (change) {
-      el.setAttribute("data-state", change.state);
-      if (!el.getAttribute("data-status") && !el.hasAttribute("data-error")) {
-        field("status").textContent = change.state === "open" ? "waiting…" : change.state + "…";
-      }
-    });
-    jobs.on("authenticated", function (who) { el.setAttribute("data-user", who.userId || ""); });
-    jobs.on("error", function (err) {
-      if (err.jobId && err.jobId !== jobId) return;
-      el.setAttribute("data-error", err.code || "error");
-      if (err.code === "forbidden" || err.code === "unauthorized") {
-        field("status").textContent = "not available";
-      }
-    });
+  function state(e, value) {
+    e.setAttribute("data-state", value);
+    if (!e.getAttribute("data-status") && !e.hasAttribute("data-error")) {
+      field(e, "status").textContent = value === "open" ? "waiting…" : value + "…";
+    }
   }
-  if (window.Jobwire) start();
-  else window.addEventListener("DOMContentLoaded", start);  // jobwire.js comes later
+  function refused(e, code) {
+    e.setAttribute("data-error", code || "error");
+    if (code === "forbidden" || code === "unauthorized") {
+      field(e, "status").textContent = "not available";
+    }
+  }
+  function jobIds() {
+    var ids = [];
+    each(null, function (e) {
+      var id = e.getAttribute("data-jobwire-job");
+      if (ids.indexOf(id) < 0) ids.push(id);
+    });
+    return ids;
+  }
+  function connect() {
+    // No token: cookie mode, the Django session signs the connection in.
+    var client = hub.client = window.Jobwire.connect({jobIds: jobIds()});
+    client.on("update", function (job) { each(job.jobId, function (e) { show(e, job); }); });
+    client.on("state", function (c) { each(null, function (e) { state(e, c.state); }); });
+    client.on("authenticated", function (who) {
+      each(null, function (e) { e.setAttribute("data-user", who.userId || ""); });
+    });
+    client.on("error", function (err) {
+      each(err.jobId, function (e) { refused(e, err.code); });
+    });
+    each(null, function (e) { e.jobwire = client; });
+  }
+  hub.elements.push(el);
+  if (hub.client) {  // added after the page loaded
+    el.jobwire = hub.client;
+    hub.client.subscribe(jobIds());
+    state(el, hub.client.state);
+    if (hub.client.principal) el.setAttribute("data-user", hub.client.principal.userId || "");
+    var known = hub.client.jobs.get(el.getAttribute("data-jobwire-job"));
+    if (known) show(el, known);  // a job the page already follows sends nothing new
+  } else if (!hub.waiting) {
+    hub.waiting = true;
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", connect);
+    else connect();
+  }
 })(document.currentScript.previousElementSibling);
 """)
 
