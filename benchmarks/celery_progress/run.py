@@ -132,6 +132,9 @@ def summarize(system: str, users: int, args: argparse.Namespace,
     delays = [d for w in watchers for d in w["delays"].values()]
     completions = [w["completion"] for w in watchers if w["completion"] is not None]
     errors = [f"{w['user']}: {e}" for w in watchers for e in w["errors"]]
+    # Which reports went unseen, by whom: to tell a polling gap from a lost event.
+    missed = [f"{w['user']} page {step}" for w in watchers for step in range(1, args.steps + 1)
+              if str(step) not in w["delays"]]
 
     def per_user_minute(seconds: float) -> float | None:
         return round(seconds * 1000 / minutes, 2) if minutes else None
@@ -155,6 +158,7 @@ def summarize(system: str, users: int, args: argparse.Namespace,
         "completed": sum(1 for w in watchers if w["outcome"] == "completed"),
         "delayMs": percentiles(delays), "completionDelayMs": percentiles(completions),
         "timedOut": load["timedOut"], "errors": errors[:20], "errorCount": len(errors),
+        "missed": missed[:40],
     }
 
 

@@ -8,7 +8,8 @@ one crawl (a Celery task) and watches it until it ends, as a browser tab would.
   user (httpx).
 - `--system jobwire --transport ws|sse`: each user opens one WebSocket (in-band `auth`, then
   `subscribe` to the task id, as jobwire.js does) or one SSE stream (`?jobIds=`), with a token
-  of its own.
+  of its own, and keeps it open after the job ended, as a page does, until every watcher has
+  seen its job end; then all close.
 
 Every report of the task carries the time it was made ("fetching page i/N sent <time>" in
 celery-progress's `description` and in jobwire's `currentOperation`); a watcher notes, for
@@ -16,8 +17,9 @@ each page, the delay from that time to the first answer or event that shows it, 
 end the delay from the task's `finishedAt` to seeing it complete. Each user's page opens at a
 random moment within one poll interval of sending its task (the same for both systems); the
 CPU of the processes named by `--pid NAME=PID` (and their children) is read from /proc just
-before the first task is sent and just after the last watcher is done. Prints one JSON
-object; run by run.py, which starts the servers, the worker and Redis."""
+before the first task is sent and just after the last watcher is done (its connection
+closed). Prints one JSON object; run by run.py, which starts the servers, the worker and
+Redis."""
 
 from __future__ import annotations
 
@@ -114,7 +116,26 @@ def on_message(w: Watcher, msg: dict[str, Any], now: float) -> bool:
     return False
 
 
-async def watch_jobwire_ws(w: Watcher, base: str) -> None:
+class Everyone:
+    """Counts the watchers that have seen their job end. A jobwire page keeps its connection
+    after a job ends (jobwire.js does not close it: the page may start another), so jobwire
+    watchers hold theirs until every watcher is done and close together, within the measured
+    window. (Closing each one the moment its job ended delays the events of the others still
+    watching, which is not what pages do.)"""
+
+    def __init__(self, watchers: int):
+        self.left = watchers
+        self.done = asyncio.Event()
+
+    def end(self, w: Watcher) -> None:
+        if not w.ended:  # once per watcher, whichever way it ended
+            w.ended = time.time()
+            self.left -= 1
+            if self.left == 0:
+                self.done.set()
+
+
+async def watch_jobwire_ws(w: Watcher, base: str, everyone: Everyone) -> None:
     url = base.replace("http://", "ws://", 1) + "/ws/jobs"
     async with websockets.connect(url, max_size=None) as ws:
         w.requests += 1  # the upgrade; nothing more is asked for
@@ -122,10 +143,12 @@ async def watch_jobwire_ws(w: Watcher, base: str) -> None:
         await ws.send(orjson.dumps({"type": "subscribe", "jobIds": [w.task_id]}).decode())
         async for raw in ws:
             if on_message(w, orjson.loads(raw), time.time()):
+                everyone.end(w)
+                await everyone.done.wait()
                 return
 
 
-async def watch_jobwire_sse(w: Watcher, base: str) -> None:
+async def watch_jobwire_sse(w: Watcher, base: str, everyone: Everyone) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(60, read=None)) as http, \
             http.stream("GET", "/api/v2/jobs/stream", params={"jobIds": w.task_id},
                         headers={"Authorization": f"Bearer {w.token}"}) as resp:
@@ -135,10 +158,13 @@ async def watch_jobwire_sse(w: Watcher, base: str) -> None:
             return
         async for line in resp.aiter_lines():
             if line.startswith("data:") and on_message(w, orjson.loads(line[5:]), time.time()):
+                everyone.end(w)
+                await everyone.done.wait()
                 return
 
 
-async def watch(w: Watcher, args: argparse.Namespace, opens_after: float) -> None:
+async def watch(w: Watcher, args: argparse.Namespace, opens_after: float,
+                everyone: Everyone) -> None:
     # The page opens a moment after the task is sent. Were every user to start at once, the
     # phase between polls and reports would be the same for all of them, and the polling
     # delays would measure that one phase rather than the spread real page loads give.
@@ -148,13 +174,13 @@ async def watch(w: Watcher, args: argparse.Namespace, opens_after: float) -> Non
         if args.system == "celery-progress":
             await poll_celery_progress(w, args.url, args.poll_interval)
         elif args.transport == "ws":
-            await watch_jobwire_ws(w, args.url)
+            await watch_jobwire_ws(w, args.url, everyone)
         else:
-            await watch_jobwire_sse(w, args.url)
+            await watch_jobwire_sse(w, args.url, everyone)
     except Exception as exc:  # one user's failure is recorded, the others go on
         w.errors.append(f"{type(exc).__name__}: {exc}")
     finally:
-        w.ended = time.time()
+        everyone.end(w)  # polling stops at the end, as CeleryProgressBar does; or it failed
 
 
 # --- CPU of the measured processes --------------------------------------------------------
@@ -220,13 +246,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     before = {name: tree_cpu(int(pid)) for name, pid in pids.items()}
     own_before, start = own_cpu(), time.time()
     running = []
+    everyone = Everyone(len(watchers))
     phases = random.Random(args.users)  # the same openings for the same number of users
     for w in watchers:
         # Sent one after the other from a thread while earlier users already watch, as
         # requests to start a crawl would arrive.
         await asyncio.to_thread(send, w)
         running.append(asyncio.create_task(
-            watch(w, args, phases.uniform(0, args.poll_interval))))
+            watch(w, args, phases.uniform(0, args.poll_interval), everyone)))
     _, pending = await asyncio.wait(running, timeout=args.timeout)
     for task in pending:
         task.cancel()
