@@ -432,3 +432,38 @@ async def test_jobwire_serve_beside_the_site_signs_in_with_its_sessions(site):
             assert (await http.get(f"/api/v2/jobs/{job}")).status_code == 401
     finally:
         server.stop()
+
+
+async def test_router_serves_jobwire_under_its_prefix_only(site):
+    async with httpx.AsyncClient(base_url=site.url, timeout=WAIT) as http:
+        bare = await http.get("/realtime?x=1")
+        assert (bare.status_code, bare.headers["location"]) == (307, "/realtime/?x=1")
+        script = await http.get("/realtime/static/jobwire.js")
+        assert script.status_code == 200 and "Jobwire" in script.text
+        assert (await http.get("/realtimeX/healthz")).status_code == 404  # Django's
+    with pytest.raises(websockets.InvalidStatus) as refused:  # Django has no WebSockets
+        await websockets.connect(site.url.replace("http", "ws", 1) + "/ws/jobs",
+                                 open_timeout=WAIT)
+    assert refused.value.response.status_code == 403
+
+
+async def test_owner_from_request_user_in_a_sync_request(site):
+    """CeleryOwnerMiddleware's sync path (WSGI, Django's test client in this process): the
+    user is looked up when the task is sent, and the real worker reports it for that user."""
+    from asgiref.sync import sync_to_async
+    from django.test import Client as DjangoClient
+
+    browser = DjangoClient(HTTP_HOST="127.0.0.1")
+    await sync_to_async(browser.force_login)(site.users["alice"])
+    answer = await sync_to_async(browser.post)("/", {"site": "https://sync.example/"})
+    assert answer.status_code == 302
+    job = answer["Location"].strip("/").rsplit("/", 1)[-1]
+    admin = {"Authorization": "Bearer " + Tokens(site.secret).mint("root", "admin")}
+    async with httpx.AsyncClient(base_url=site.url, timeout=WAIT, headers=admin) as http:
+        async def completed() -> dict[str, Any] | None:
+            state = await http.get(f"/realtime/api/v2/jobs/{job}")
+            return state.json() if state.status_code == 200 and \
+                state.json()["status"] == "completed" else None
+
+        await eventually(completed, timeout=6 * WAIT, interval=0.05)
+        assert (await completed())["userId"] == site.uid("alice")
