@@ -16,6 +16,7 @@ import functools
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from ...tokens import Tokens
 
@@ -32,8 +33,10 @@ def token_ttl() -> int:
 
 
 def prefix() -> str:
-    value = str(getattr(settings, "JOBWIRE_PREFIX", DEFAULT_PREFIX)).rstrip("/")
-    return value if value.startswith("/") else "/" + value
+    value = str(getattr(settings, "JOBWIRE_PREFIX", DEFAULT_PREFIX)).strip("/")
+    if not value:  # jobwire at the root would hide every page of the site
+        raise ImproperlyConfigured("JOBWIRE_PREFIX must be a path such as /realtime")
+    return "/" + value
 
 
 def script_url() -> str:

@@ -29,5 +29,5 @@ def token(request: HttpRequest) -> JsonResponse:
     tokens = conf.tokens()
     minted = tokens.mint(user_id, role, ttl=ttl)
     expires = tokens.verify(minted).expires_at  # exactly the token's own `exp`
-    return JsonResponse({"token": minted, "expiresAt": expires,
+    return JsonResponse({"token": minted, "expiresAt": int(expires or 0),
                          "userId": user_id, "role": role})
