@@ -1,7 +1,8 @@
 """The Django settings this app reads, each with its default.
 
-- JOBWIRE_SECRET: signs jobwire tokens (the token view, and the router's jobwire). Unset: the
-  JOBWIRE_SECRET environment variable and the other key variables (`Tokens.from_env()`).
+- JOBWIRE_SECRET: signs jobwire tokens (the token view, and the router's jobwire). Unset:
+  JOBWIRE_OPTIONS["secret"], else the JOBWIRE_SECRET environment variable and the other key
+  variables (`Tokens.from_env()`).
 - JOBWIRE_TOKEN_TTL: seconds a token from the token view lives (300).
 - JOBWIRE_PREFIX: where the ASGI router mounts jobwire ("/realtime").
 - JOBWIRE_SCRIPT_URL: the URL `{% jobwire_script %}` loads (JOBWIRE_PREFIX + "/static/jobwire.js").
@@ -25,7 +26,8 @@ DEFAULT_TOKEN_TTL = 300
 
 
 def secret() -> str | None:
-    return getattr(settings, "JOBWIRE_SECRET", None) or None
+    # One key for the tokens the view mints and the mounted jobwire that verifies them.
+    return getattr(settings, "JOBWIRE_SECRET", None) or options().get("secret") or None
 
 
 def token_ttl() -> int:
