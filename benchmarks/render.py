@@ -430,6 +430,78 @@ def block_report_overhead(records: list[Record]) -> str:
                   for rec in found for x in rec["result"]["results"]])
 
 
+# --- celery_progress/run.py ---------------------------------------------------------------
+
+WATCHING = {"celery-progress": "celery-progress, polling", "jobwire-ws": "jobwire, WebSocket",
+            "jobwire-sse": "jobwire, SSE"}
+
+
+def trio(ms: dict[str, Any]) -> str:
+    return f"{f(ms['p50'])} / {f(ms['p95'])} / {f(ms['max'])}"
+
+
+def times(a: float | None, b: float | None) -> str:
+    """How many times `a` is `b`, for "x fewer" / "x less" lines."""
+    return f"{a / b:,.0f}" if a and b and a / b >= 10 else f"{a / b:.1f}" if a and b else NONE
+
+
+def block_celery_progress(records: list[Record]) -> str:
+    rec = newest(named(records, "celery_progress"))
+    if rec is None:
+        return nothing("benchmarks/celery_progress/run.py")
+    p, res = rec["parameters"], rec["result"]
+    runs = res["runs"]
+    rows = [[WATCHING.get(r["system"], r["system"]), n(r["users"]),
+             f"**{f(r['requestsPerUserMinute'])}**",
+             f"**{f(r['serverCpuMsPerUserMinute'])}** ({r['serverCpuPercent']:.0f} % of a core)",
+             f(r["redisCpuMsPerUserMinute"]),
+             f(r["workerCpuSeconds"] * 1000 / r["watchMinutes"]) if r["watchMinutes"] else NONE,
+             f"**{f(r['delayMs']['p50'])}** / "
+             f"{f(r['delayMs']['p95'])} / {f(r['delayMs']['max'])}",
+             trio(r["completionDelayMs"]),
+             f"{n(r['reportsSeen'])} / {n(r['reportsSent'])}"
+             + (f" ({n(r['usersWithEveryReport'])} of {n(r['users'])} users saw all)"
+                if r["usersWithEveryReport"] < r["users"] else "")
+             + (f" ({n(r['errorCount'])} errors)" if r["errorCount"] else ""),
+             f"{r['loadCpuPercent']:.0f} %", link(rec)] for r in runs]
+    main = table(["watchers", "users", "HTTP requests per user per minute",
+                  "server CPU ms per user per minute", "Redis CPU ms per user per minute",
+                  "Celery worker CPU ms per user per minute",
+                  "progress call → seen p50 / p95 / max ms", "task end → seen complete "
+                  "p50 / p95 / max ms", "reports seen / sent", "load process CPU",
+                  "result file"], rows)
+    by = {(r["system"], r["users"]): r for r in runs}
+    lines = []
+    for users in p["users"]:
+        poll = by.get(("celery-progress", users))
+        if poll and poll["requestsPerUserMinute"]:
+            # A watcher's cycle is the answer's time plus the pause: what the answer took, on
+            # average, follows from how many cycles a minute held.
+            cycle = 60_000 / poll["requestsPerUserMinute"]
+            lines.append(f"- {n(users)} users, celery-progress: a poll every {f(cycle)} ms on "
+                         f"average: the pause of {f(1000 * p['pollInterval'])} ms plus "
+                         f"{f(cycle - 1000 * p['pollInterval'])} ms waiting for the answer.")
+        for system in ("jobwire-ws", "jobwire-sse"):
+            push = by.get((system, users))
+            if poll and push:
+                lines.append(
+                    f"- {n(users)} users, {WATCHING[system]} against celery-progress: "
+                    f"{times(poll['requestsPerUserMinute'], push['requestsPerUserMinute'])} "
+                    f"x fewer requests, "
+                    f"{times(poll['serverCpuMsPerUserMinute'], push['serverCpuMsPerUserMinute'])}"
+                    f" x less server CPU, median delay {f(poll['delayMs']['p50'])} → "
+                    f"{f(push['delayMs']['p50'])} ms.")
+    v = res["versions"]
+    return (f"{when(rec)}, jobwire at {commit(rec)}; celery-progress {v['celery-progress']}, "
+            f"Django {v['django']}, Celery {v['celery']}, uvicorn {v['uvicorn']}, "
+            f"redis-server {v.get('redis-server') or NONE}. Each user watches its own crawl of "
+            f"{n(p['steps'])} progress reports, one every {f(p['interval'])} s, all crawls at "
+            f"once; celery-progress's watchers poll every {f(p['pollInterval'])} s "
+            f"(`{p['pollIntervalSource']}`); servers "
+            + ("pinned to one core, the rest on the other" if p["pinned"] else "not pinned")
+            + f".\n\n{main}\n\n" + "\n".join(lines))
+
+
 # --- targets ------------------------------------------------------------------------------
 
 def verdict(checks: list[tuple[str, bool]]) -> str:
@@ -662,6 +734,7 @@ BLOCKS: dict[str, Callable[[list[Record]], str]] = {
     "profile": block_profile,
     "browser": block_browser,
     "report-overhead": block_report_overhead,
+    "celery_progress": block_celery_progress,
     "files": block_files,
     "readme": block_readme,
 }
