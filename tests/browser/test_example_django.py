@@ -4,70 +4,26 @@ the same time, is connected but sees nothing of it. Every wait is bounded."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
-import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
-from tests.conftest import WAIT, free_port
+from tests.browser import test_dashboard
+from tests.browser.test_dashboard import T
+from tests.integration.test_django import run_example
 
-ROOT = Path(__file__).resolve().parents[2]
-RUN = ROOT / "examples" / "django_celery" / "run.py"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
-T = int(2 * WAIT * 1000)  # Playwright timeout, ms
 PASSWORDS = {"alice": "alice-jobwire", "bob": "bob-jobwire"}  # the example's demo users
+
+browser = test_dashboard.browser  # the dashboard tests' Chromium fixture
 
 
 @pytest.fixture
 def example() -> Iterator[str]:
-    """The example, run exactly as its README says, on a free port."""
-    port = free_port()
-    run = subprocess.Popen([sys.executable, str(RUN), "--port", str(port), "--pages", "8",
-                            "--delay", "0.4"], cwd=ROOT, env=dict(os.environ),
-                           stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 6 * WAIT
-        while not _ready(url):
-            if time.monotonic() > deadline or run.poll() is not None:
-                raise RuntimeError("the example did not start")
-            time.sleep(0.1)  # another process starting: nothing to await but its port
+    """The example, run exactly as its README says (its own redis-server too)."""
+    with run_example("--pages", "8", "--delay", "0.4") as url:
         yield url
-    finally:
-        run.send_signal(signal.SIGINT)  # Ctrl+C: it stops redis, the worker and uvicorn
-        try:
-            run.wait(15)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            run.wait(5)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url + "/realtime/readyz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True,
-                                           timeout=T)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def sign_in(browser: Browser, url: str, name: str) -> tuple[Page, str]:

@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -30,7 +30,15 @@ import pytest
 import websockets
 
 from jobwire.tokens import Tokens
-from tests.conftest import WAIT, Client, eventually, free_port, start_redis, start_server
+from tests.conftest import (
+    WAIT,
+    Client,
+    Server,
+    eventually,
+    free_port,
+    start_redis,
+    start_server,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "django_celery"
@@ -74,51 +82,25 @@ def _setup_django(env: dict[str, str]) -> None:
         os.environ.update(saved)
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    """The example, started by its own command on a private redis-server."""
-    redis_server = start_redis()
-    data = Path(tempfile.mkdtemp(prefix="jobwire-django-test-"))
+@contextlib.contextmanager
+def run_example(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """examples/django_celery/run.py `args` on a free port, as its README runs it: its URL once
+    it serves (bounded). Stopped as by Ctrl+C, which stops its processes by their PIDs."""
     port = free_port()
-    secret = secrets.token_urlsafe(32)
-    env = {"DJANGO_DB": str(data / "db.sqlite3"), "DJANGO_SETTINGS_MODULE": "project.settings",
-           "DJANGO_SECRET_KEY": secrets.token_urlsafe(40), "JOBWIRE_SECRET": secret,
-           "REDIS_URL": redis_server.url, "JOBWIRE_AUTH_TIMEOUT_SECONDS": "1"}
-    run = subprocess.Popen(
-        [sys.executable, str(EXAMPLE / "run.py"), "--port", str(port), "--redis-url",
-         redis_server.url, "--data", str(data), "--pages", "3", "--delay", "0.3"],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL)
-    integration = None
+    run = subprocess.Popen([sys.executable, str(EXAMPLE / "run.py"), "--port", str(port), *args],
+                           cwd=ROOT, env={**os.environ, **(env or {})},
+                           stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 6 * WAIT
+        deadline = time.monotonic() + 6 * WAIT  # migrations, a worker and uvicorn start
         while not _ready(url):
             if time.monotonic() > deadline or run.poll() is not None:
                 raise RuntimeError("the example did not start")
             time.sleep(0.1)  # another process starting: nothing to await but its port
-        _setup_django(env)
-        from crawler.management.commands.demo_setup import USERS
-        from django.contrib.auth import get_user_model
-        from project.celery import integration  # installed on import, as in the web process
-
-        model = get_user_model()
-        users = {name: model.objects.get(username=name) for name in USERS}
-        passwords = dict(USERS)
-        for name, staff in (("carol", True), ("dave", False)):
-            users[name] = model.objects.create_user(name, password=PASSWORD, is_staff=staff)
-            passwords[name] = PASSWORD
-        yield Site(url, secret, users, passwords, env)
+        yield url
     finally:
-        run.send_signal(signal.SIGINT)  # it stops its worker and uvicorn by their PIDs
-        try:
-            run.wait(15)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            run.wait(5)
-        if integration is not None:
-            integration.uninstall()
-        redis_server.stop()
-        shutil.rmtree(data, ignore_errors=True)
+        # SIGTERM, which run.py takes as Ctrl+C; killed if it does not exit in time.
+        Server.stop(SimpleNamespace(process=run))  # type: ignore[arg-type]
 
 
 def _ready(url: str) -> bool:
@@ -126,6 +108,38 @@ def _ready(url: str) -> bool:
         return httpx.get(url + "/realtime/readyz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    """The example, started by its own command on a private redis-server."""
+    redis_server = start_redis()
+    data = Path(tempfile.mkdtemp(prefix="jobwire-django-test-"))
+    secret = secrets.token_urlsafe(32)
+    env = {"DJANGO_DB": str(data / "db.sqlite3"), "DJANGO_SETTINGS_MODULE": "project.settings",
+           "DJANGO_SECRET_KEY": secrets.token_urlsafe(40), "JOBWIRE_SECRET": secret,
+           "REDIS_URL": redis_server.url, "JOBWIRE_AUTH_TIMEOUT_SECONDS": "1"}
+    integration = None
+    try:
+        with run_example("--redis-url", redis_server.url, "--data", str(data), "--pages", "3",
+                         "--delay", "0.3", env=env) as url:
+            _setup_django(env)
+            from crawler.management.commands.demo_setup import USERS
+            from django.contrib.auth import get_user_model
+            from project.celery import integration  # installed on import, as in the site
+
+            model = get_user_model()
+            users = {name: model.objects.get(username=name) for name in USERS}
+            passwords = dict(USERS)
+            for name, staff in (("carol", True), ("dave", False)):
+                users[name] = model.objects.create_user(name, password=PASSWORD, is_staff=staff)
+                passwords[name] = PASSWORD
+            yield Site(url, secret, users, passwords, env)
+    finally:
+        if integration is not None:
+            integration.uninstall()
+        redis_server.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager
