@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
 )
 
+from .auth import Principal
 from .errors import BadRequest, InvalidMessage, InvalidUpdate, JobwireError
 
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
@@ -196,6 +197,13 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
 
 def error_message(exc: JobwireError) -> bytes:
     return orjson.dumps(exc.to_message())
+
+
+def principal_fields(principal: Principal) -> dict[str, Any]:
+    """Who a connection is, as `authenticated` and the transports' snapshots tell it: the one
+    way a page signed in by cookie learns its user."""
+    return {"userId": principal.user_id, "role": principal.role.value,
+            "expiresAt": principal.expires_at}
 
 
 def heartbeat_message() -> bytes:

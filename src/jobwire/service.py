@@ -24,7 +24,7 @@ from .errors import (
 )
 from .events import Event
 from .hub import Hub
-from .protocol import dumps, heartbeat_message
+from .protocol import dumps, heartbeat_message, principal_fields
 from .ratelimit import Concurrency, KeyedBuckets
 from .session import CloseReason, Session
 from .sessions import RedisSessions
@@ -173,6 +173,7 @@ class Service:
         answer["cursor"] = format_id(view.head)
         # Streams beat at this interval: clients take two missed beats for a dead link.
         answer["heartbeatSeconds"] = self.settings.heartbeat_seconds
+        answer["principal"] = principal_fields(p)
         prefix = [*(dumps(e.to_message()) for e in errors), dumps(answer)] if announce else []
         session.end_sync(view.head, prefix, view.events, already)
         return Subscribed(errors, answer)

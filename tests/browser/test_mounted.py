@@ -157,8 +157,8 @@ async def test_a_host_page_finds_the_endpoints_under_the_prefix(browser, host, u
     assert all(path.startswith(PREFIX + "/") for path in paths), paths
     # Cookie mode: the host's session cookie, never an Authorization header.
     assert not any("authorization" in headers for _, headers in used)
-    if transport == "websocket":  # only the WebSocket says who the user is
-        assert await page.evaluate("window.jobwire.principal.userId") == user
+    # Who the page is, from the server: `authenticated` on the WebSocket, the snapshot else.
+    assert await page.evaluate("window.jobwire.principal.userId") == user
     assert page.failed == []  # type: ignore[attr-defined]
     await page.context.close()
 

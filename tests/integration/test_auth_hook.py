@@ -59,10 +59,16 @@ async def test_the_hook_signs_in_on_every_transport(app, uid):
     await client.close()
     async with httpx.AsyncClient(base_url=app.url, timeout=WAIT, headers=cookie("s-alice")) \
             as http:
+        # A page signed in by cookie learns who it is from each transport's snapshot.
+        alice = {"userId": "alice", "role": "user", "expiresAt": None}
         subscribed = await first_sse_message(http, params={"jobIds": job})
-        assert subscribed["type"] == "subscribed"
+        assert subscribed["type"] == "subscribed" and subscribed["principal"] == alice
+        r = await http.get("/api/v2/jobs/poll", params={"jobIds": job})
+        assert r.json()["principal"] == alice and r.json()["jobs"][0]["progress"] == 20
         r = await http.get("/api/v2/jobs/poll", params={"last_seen": ack["id"], "timeout": 5})
         assert r.status_code == 200 and [e["id"] for e in r.json()["events"]] == [later["id"]]
+        r = await http.get("/api/v2/jobs/status", params={"jobIds": job})
+        assert r.json()["principal"] == alice
         r = await http.get(f"/api/v2/jobs/{job}")
         assert r.status_code == 200 and r.json()["progress"] == 20
 

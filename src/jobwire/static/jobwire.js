@@ -389,7 +389,7 @@
           if (body.error) engine._message(ctx, Object.assign({type: "error"}, body.error));
           // A snapshot (first poll, or cursor_expired): the same shape as a `subscribed`.
           engine._message(ctx, {type: "subscribed", jobs: body.jobs, cursor: body.cursor,
-                                fresh: true});
+                                principal: body.principal, fresh: true});
         } else if (!ctx.ready) {
           engine._message(ctx, {type: "subscribed", jobs: [], cursor: null, fresh: true});
         }
@@ -422,7 +422,7 @@
       if (body) {
         etag = res.headers.get("ETag");
         engine._message(ctx, {type: "subscribed", jobs: body.jobs, cursor: body.cursor,
-                              fresh: true});
+                              principal: body.principal, fresh: true});
       }
       const hint = Number(res.headers.get("Retry-After")) * 1000;
       const wait = Math.min(Math.max(hint || 1000, 1000), engine.opts.pollMaxIntervalMs);
@@ -602,6 +602,18 @@
       this._setState("open");
     }
 
+    /** The server's word on who this connection is: the only one in cookie mode. Told once,
+     *  and again only if it changes (a refreshed token's new expiry). */
+    _learnPrincipal(msg) {
+      const next = {userId: msg.userId ?? null, role: msg.role || "user",
+                    expiresAt: msg.expiresAt ?? null};
+      const now = this.principal;
+      if (now && now.userId === next.userId && now.role === next.role
+          && now.expiresAt === next.expiresAt) return;
+      this.principal = next;
+      this.sink("authenticated", next);
+    }
+
     _subscribeMessage(ctx) {
       const msg = ctx.sub.all ? {type: "subscribe", all: true}
         : {type: "subscribe", jobIds: ctx.sub.jobIds};
@@ -615,10 +627,7 @@
         case "heartbeat": case "pong": case "unsubscribed":
           return;
         case "authenticated":
-          // The server's word on who this connection is: the only one in cookie mode.
-          this.principal = {userId: msg.userId ?? null, role: msg.role || "user",
-                            expiresAt: msg.expiresAt ?? null};
-          this.sink("authenticated", this.principal);
+          this._learnPrincipal(msg);
           return;
         case "error":
           if (msg.code === "cursor_expired") ctx.expired = true;
@@ -631,6 +640,8 @@
           }
           return;
         case "subscribed": {
+          // Every transport's snapshot names the user too: SSE and HTTP have no `authenticated`.
+          if (msg.principal && typeof msg.principal === "object") this._learnPrincipal(msg.principal);
           const jobs = Array.isArray(msg.jobs) ? msg.jobs : [];
           if (typeof msg.heartbeatSeconds === "number" && msg.heartbeatSeconds > 0) {
             this.serverHeartbeat = msg.heartbeatSeconds;

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from ..cursor import format_id, parse_resume_point
 from ..errors import InvalidMessage
 from ..events import Event
-from ..protocol import dumps
+from ..protocol import dumps, principal_fields
 from ..session import Session
 from .http import JSONResponse, reader_of, service_of
 from .poll import job_ids_param, scope_for
@@ -46,7 +46,8 @@ async def long_poll(request: Request) -> Response:
     last_seen = request.query_params.get("last_seen")
     if last_seen is None:
         view = await service.broker.view(scope_for(principal, job_ids, None), None)
-        return JSONResponse({"events": [], "jobs": view.states, "cursor": format_id(view.head)})
+        return JSONResponse({"events": [], "jobs": view.states, "cursor": format_id(view.head),
+                             "principal": principal_fields(principal)})
     after = parse_resume_point(last_seen, "last_seen")
 
     service.limits.enter_longpoll(principal)
@@ -65,6 +66,7 @@ async def long_poll(request: Request) -> Response:
             # Too old to replay: the current state instead, and a fresh cursor.
             return JSONResponse({**body, "events": [], "jobs": sub.answer["jobs"],
                                  "cursor": sub.answer["cursor"],
+                                 "principal": sub.answer["principal"],
                                  "error": sub.errors[-1].to_body()["error"]})
         events = await _collect(session, wakeup, timeout)
         now = time.time()

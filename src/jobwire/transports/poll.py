@@ -15,7 +15,7 @@ from starlette.responses import Response
 from ..auth import Principal
 from ..broker import Scope
 from ..errors import Forbidden, InvalidMessage, NotFound
-from ..protocol import ID_PATTERN, dumps
+from ..protocol import ID_PATTERN, dumps, principal_fields
 from .http import reader_of, service_of
 
 _ID_RE = re.compile(ID_PATTERN)
@@ -88,7 +88,8 @@ async def jobs_status(request: Request) -> Response:
     if user_id is not None and not principal.is_admin and user_id != principal.user_id:
         raise Forbidden("userId must be your own", field="userId")
     view = await service.broker.view(scope_for(principal, job_ids, user_id), None)
-    body = {"jobs": view.states, "cursor": cursor_of(view.states)}
+    body = {"jobs": view.states, "cursor": cursor_of(view.states),
+            "principal": principal_fields(principal)}
     return cached_json(request, body, retry_after(view.states, time.time()))
 
 

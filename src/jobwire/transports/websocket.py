@@ -32,6 +32,7 @@ from ..protocol import (
     UnsubscribeMsg,
     dumps,
     parse_client_message,
+    principal_fields,
 )
 from ..ratelimit import TokenBucket
 from ..service import Service
@@ -109,8 +110,7 @@ class ExposeServerSend:
 
 
 def _authenticated(principal: Principal) -> bytes:
-    return dumps({"type": "authenticated", "userId": principal.user_id,
-                  "role": principal.role.value, "expiresAt": principal.expires_at})
+    return dumps({"type": "authenticated", **principal_fields(principal)})
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:
