@@ -19,6 +19,8 @@ import jwt
 
 from .errors import BrokerUnavailable, ConfigError, JobwireError, Unauthorized
 
+__all__ = ["AuthenticateHook", "Credentials", "Identity", "JwtAuth", "Principal", "Role"]
+
 log = logging.getLogger("jobwire.auth")
 
 ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")

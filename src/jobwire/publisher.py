@@ -23,6 +23,8 @@ from .errors import (
 )
 from .protocol import parse_update
 
+__all__ = ["AsyncPublisher", "BrokerPublisher", "Publisher", "make_update"]
+
 DEFAULT_URL = "http://127.0.0.1:3000"
 _BY_STATUS: dict[int, type[JobwireError]] = {401: Unauthorized, 403: Forbidden,
                                              409: Conflict, 422: InvalidUpdate}
