@@ -4,9 +4,11 @@ say it is typed: py.typed)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import pytest
@@ -39,21 +41,23 @@ async def test_the_client_example_follows_what_the_publisher_example_publishes(s
         env = {**server.env, "JOBWIRE_URL": server.url,
                "USER_TOKEN": server.token("user_789"),
                "PUBLISHER_TOKEN": server.token("crawler-1", "publisher")}
-        follower = subprocess.Popen([sys.executable, str(scripts["client"])], env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        follower = await asyncio.create_subprocess_exec(
+            sys.executable, str(scripts["client"]), env=env, stdout=PIPE, stderr=PIPE)
         try:
             await wait_for_sessions(server, "websocket", 1, timeout=3 * WAIT)
-            published = subprocess.run([sys.executable, str(scripts["publisher"])], env=env,
-                                       capture_output=True, text=True, timeout=3 * WAIT)
-            assert published.returncode == 0, published.stderr
-            out, err = follower.communicate(timeout=3 * WAIT)
+            publisher = await asyncio.create_subprocess_exec(
+                sys.executable, str(scripts["publisher"]), env=env, stderr=PIPE)
+            async with asyncio.timeout(3 * WAIT):
+                _, published_err = await publisher.communicate()
+                assert publisher.returncode == 0, published_err.decode()
+                out, err = await follower.communicate()
         finally:
-            if follower.poll() is None:
+            if follower.returncode is None:
                 follower.kill()
-                follower.wait(5)
-        assert follower.returncode == 0, err
-        assert out.splitlines() == ["job_123 processing 45 websocket",
-                                    "job_123 completed 100 websocket", "completed"]
+                await follower.wait()
+        assert follower.returncode == 0, err.decode()
+        assert out.decode().splitlines() == ["job_123 processing 45 websocket",
+                                             "job_123 completed 100 websocket", "completed"]
     finally:
         server.stop()
 
