@@ -43,7 +43,7 @@ export interface TransportChange {
   transport: TransportName;
   previous: TransportName | null;
   /** "start", "unavailable" (404), "failing" (repeated failures), "upgrade" (a probe succeeded),
-   *  "shared" (joined another tab's connection). */
+   *  "shared" (joined the connection of the SharedWorker or of the leader tab). */
   reason: string;
 }
 
@@ -85,8 +85,11 @@ export interface ConnectOptions {
   url?: string;
   /** Allowed transports in order of preference; default all four. */
   transports?: TransportName[];
-  /** Share one connection between the tabs of this origin via a SharedWorker (default true;
-   *  without SharedWorker support the connection lives in the page). */
+  /** Share one connection between the tabs of this origin and user (default true): through a
+   *  SharedWorker; where there is none (Chrome on Android), a leader tab elected with Web Locks
+   *  holds it and relays its events over a BroadcastChannel, and another tab takes over,
+   *  resuming from the cursor, when the leader's tab closes; without either, the connection
+   *  lives in each page. false: a connection of this page's own. */
   shared?: boolean;
   /** The URL of jobwire.js, for the SharedWorker; found automatically. */
   workerUrl?: string;
@@ -131,8 +134,11 @@ export declare class JobwireClient {
   constructor(options?: ConnectOptions);
   readonly state: ConnectionState;
   readonly transport: TransportName | null;
-  /** True when the connection is the SharedWorker's, shared with other tabs. */
+  /** True when the connection is shared with other tabs (the SharedWorker's or a leader tab's). */
   readonly shared: boolean;
+  /** True while this tab is the leader that holds the connection for the others (sharing
+   *  without SharedWorker); false otherwise. */
+  readonly leading: boolean;
   /** From the token's claims (unverified) until the server's `authenticated` replaces it; in
    *  cookie mode null until then (SSE, long-polling and polling do not send it). */
   readonly principal: Principal | null;
@@ -172,6 +178,14 @@ export declare function resolveBase(url: string | null | undefined,
                                     scriptUrl: string | null | undefined,
                                     origin: string): string;
 
+/** The key of a shared connection (SharedWorker name, leader lock and channel): the server's
+ *  base URL, the user and the role, so that two users of one browser never share. Pure. */
+export declare function sharedName(base: string,
+                                   principal: { userId: string | null; role: string }): string;
+
+/** The newest of some event ids (null, "0-0" and non-ids ignored); null if none. Pure. */
+export declare function newestCursor(ids: Iterable<unknown> | null | undefined): string | null;
+
 /** A JWT's claims, not verified; null if it is not a JWT. */
 export declare function decodeToken(token: string): Record<string, unknown> | null;
 
@@ -193,7 +207,8 @@ declare const Jobwire: {
   version: string; TRANSPORTS: typeof TRANSPORTS; DEFAULTS: typeof DEFAULTS;
   connect: typeof connect; JobwireClient: typeof JobwireClient; JobStore: typeof JobStore;
   Backoff: typeof Backoff; backoffDelay: typeof backoffDelay; compareIds: typeof compareIds;
-  decodeToken: typeof decodeToken; resolveBase: typeof resolveBase; scriptUrl: string | null;
+  decodeToken: typeof decodeToken; resolveBase: typeof resolveBase;
+  sharedName: typeof sharedName; newestCursor: typeof newestCursor; scriptUrl: string | null;
 };
 export default Jobwire;
 

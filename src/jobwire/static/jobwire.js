@@ -931,6 +931,194 @@
     return {tabs, get engine() { return engine; }};
   }
 
+  // ---------------------------------------------------------------- sharing without SharedWorker
+
+  /** The key of one shared connection: base URL, user and role, so that two users signed in to
+   *  one browser never share. The SharedWorker's name, the leader lock's and the channel's. */
+  function sharedName(base, principal) {
+    const p = principal || {};
+    return ["jobwire", base, p.userId, p.role].join(" ");
+  }
+
+  /** The newest of some cursors (null, "0-0" and non-ids ignored); null if none. Pure. */
+  function newestCursor(ids) {
+    let best = null;
+    for (const id of ids || []) {
+      if (typeof id === "string" && id !== "0-0" && compareIds(id, best) > 0) best = id;
+    }
+    return best;
+  }
+
+  function canElect(scope) {
+    return !!(scope.navigator && scope.navigator.locks &&
+              typeof scope.navigator.locks.request === "function" &&
+              typeof scope.BroadcastChannel === "function");
+  }
+
+  /** Take the Web Lock `name` and hold it until the returned release() is called. */
+  function holdLock(name) {
+    return new Promise((granted, failed) => {
+      root.navigator.locks.request(name, () => new Promise((release) => granted(release)))
+        .catch(failed);
+    });
+  }
+
+  // How long a new leader waits for the other tabs' cursors before it connects.
+  const GATHER_MS = 250;
+
+  /** One tab's part in a group of tabs sharing a connection without a SharedWorker (Chrome on
+   *  Android). The tabs of one user elect a leader with a Web Lock, which the leader holds for
+   *  its lifetime; the leader runs the Engine for the union of every tab's jobs and relays what
+   *  it says over a BroadcastChannel of the same name. When the leader's tab goes, its lock is
+   *  released and the tab waiting longest takes over: it resumes from the newest cursor any
+   *  tab has seen, and each tab's own JobStore drops what it already applied, so every event
+   *  is shown once per tab. Each tab also holds a lock of its own for its lifetime; the others
+   *  wait on it to learn, without a message, that the tab is gone (its jobs leave the union).
+   *
+   *  Messages: {t, from, cursor?, ...}: "hello"/"sub" (a tab's jobs and cursor), "bye",
+   *  "elected" (a new leader asks for them again), "init" (to one tab: the connection's state
+   *  and its jobs), "event" (the Engine's sink, to every tab). */
+  class TabGroup {
+    constructor(client, name, opts, token) {
+      this.client = client;
+      this.name = name;
+      this.opts = opts;
+      this.token = token;
+      this.id = tabId();
+      this.peers = new Map();        // tab id → its subscription
+      this.cursor = null;            // the newest shared cursor seen
+      this.engine = null;            // while leading
+      this.closed = false;
+      this.abort = new AbortController();   // cancels this tab's waiting lock requests
+      this.channel = new root.BroadcastChannel(name);
+      this.channel.onmessage = (m) => this._receive(m.data || {});
+    }
+
+    get leading() { return !!this.engine; }
+
+    async start() {
+      // Own lock first: a peer that hears our hello may wait on it at once.
+      this.releaseTab = await holdLock(this.name + " tab " + this.id);
+      if (this.closed) return this.releaseTab();
+      this._post({t: "hello", sub: this.client._sub, cursor: this.cursor});
+      root.navigator.locks.request(this.name, {signal: this.abort.signal}, () => this._lead())
+        .catch(() => { /* aborted: closed while waiting */ });
+    }
+
+    /** The tab's jobs changed: the leader follows the union; a follower tells the leader. */
+    resubscribe() {
+      if (this.engine) {
+        this.engine.setSubscription(this._union());
+        for (const j of this.engine.store.list()) this.client._fromShared("update", j);
+      } else {
+        this._post({t: "sub", sub: this.client._sub, cursor: this.cursor});
+      }
+    }
+
+    close() {
+      if (this.closed) return;
+      this.closed = true;            // first: stopping the engine says nothing to the others
+      this.abort.abort();
+      if (this.engine) this.engine.stop();
+      this._post({t: "bye"});
+      this.channel.close();
+      if (this.releaseLeader) this.releaseLeader();
+      if (this.releaseTab) this.releaseTab();
+    }
+
+    // Granted the leader lock: gather the others' cursors, connect, hold the lock until closed.
+    async _lead() {
+      if (this.closed) return;
+      await new Promise((done) => {
+        const waiting = new Set(this.peers.keys());
+        this.onAnswer = (id) => { waiting.delete(id); if (!waiting.size) done(); };
+        if (!waiting.size) done();
+        sleepTimer(GATHER_MS, done);
+        this._post({t: "elected"});
+      });
+      this.onAnswer = null;
+      // The token this tab started with may be old by now: ask its source again.
+      try { this.token = await this.client._token(false) || this.token; } catch (_) { /**/ }
+      if (this.closed) return;
+      const engine = new Engine(this.opts, (type, detail) => this._fromEngine(type, detail),
+                                (force) => this.client._token(force));
+      engine.sub = this._union();
+      engine.store.advance(newestCursor([this.cursor, this.client.store.cursor]));
+      engine.setToken(this.token);
+      this.engine = engine;
+      engine.start();
+      for (const id of this.peers.keys()) this._init(id);
+      return new Promise((release) => { this.releaseLeader = release; });
+    }
+
+    _union() {
+      return unionSubs([this.client._sub].concat(Array.from(this.peers.values())));
+    }
+
+    _post(msg) {
+      if (this.closed && msg.t !== "bye") return;
+      try { this.channel.postMessage(Object.assign({from: this.id}, msg)); } catch (_) { /**/ }
+    }
+
+    _fromEngine(type, detail) {
+      if (this.closed) return;
+      this.cursor = newestCursor([this.cursor, this.engine.store.cursor]);
+      this._post({t: "event", type, detail, cursor: this.cursor});
+      this.client._fromShared(type, detail);
+    }
+
+    _init(id) {
+      const e = this.engine, sub = this.peers.get(id);
+      if (!e || !sub) return;
+      this._post({t: "init", to: id, state: e.state, transport: e.transport,
+                  principal: e.principal, cursor: this.cursor,
+                  jobs: e.store.list().filter((j) => wants(sub, j.jobId))});
+    }
+
+    // Wait on a peer's own lock: granted when its tab is gone.
+    _watch(id) {
+      if (this.peers.has(id)) return;
+      root.navigator.locks.request(this.name + " tab " + id, {signal: this.abort.signal},
+                                   () => this._forget(id))
+        .catch(() => { /* aborted: this tab closed first */ });
+    }
+
+    _forget(id) {
+      if (this.peers.delete(id) && this.engine) this.engine.setSubscription(this._union());
+    }
+
+    _receive(msg) {
+      if (this.closed || !msg.from || msg.from === this.id) return;
+      if (msg.cursor) this.cursor = newestCursor([this.cursor, msg.cursor]);
+      switch (msg.t) {
+        case "hello": case "sub":
+          this._watch(msg.from);
+          this.peers.set(msg.from, normalizeSub(msg.sub));
+          if (this.onAnswer) this.onAnswer(msg.from);
+          if (this.engine) {
+            this.engine.setSubscription(this._union());
+            this._init(msg.from);
+          }
+          return;
+        case "bye":
+          return this._forget(msg.from);
+        case "elected":
+          return this._post({t: "hello", sub: this.client._sub,
+                             cursor: newestCursor([this.cursor, this.client.store.cursor])});
+        case "init":
+          if (msg.to === this.id && !this.engine) this.client._joined(msg);
+          return;
+        case "event":
+          // A new leader may get the lock before the old one's last events: they still count
+          // (the store drops what it has). The old leader's word on the connection does not.
+          if (!this.engine || msg.type === "update") this.client._fromShared(msg.type, msg.detail);
+          return;
+      }
+    }
+  }
+
+  function tabId() { return Math.random().toString(36).slice(2) + Date.now().toString(36); }
+
   // ---------------------------------------------------------------- the page-side client
 
   class JobwireClient {
@@ -965,14 +1153,19 @@
       this._sub = normalizeSub(target);
       if (this._engine) this._engine.setSubscription(this._sub);
       if (this._port) this._port.postMessage({t: "sub", sub: this._sub});
+      if (this._group) this._group.resubscribe();
     }
 
     get jobs() { return this.store.jobs; }
+
+    /** True while this tab holds the connection shared with the other tabs (Web Locks). */
+    get leading() { return !!(this._group && this._group.leading); }
 
     close() {
       if (this._closed) return;
       this._closed = true;
       if (this._engine) this._engine.stop();
+      if (this._group) this._group.close();
       if (this._port) { this._port.postMessage({t: "bye"}); this._port.close(); }
       if (this._releaseLock) this._releaseLock();
       if (this._onPageHide) root.removeEventListener("pagehide", this._onPageHide);
@@ -995,17 +1188,25 @@
         {refreshable: typeof this.options.token === "function", cookies: this.cookies}));
       const url = this.options.workerUrl || api.scriptUrl || loadedFrom;
       if (this._closed) return;
-      // The worker's name keys the shared connection by user, known in advance only from a
-      // token. A cookie-mode page learns its user only once connected, and a sign-in as someone
-      // else in another tab would join the previous user's connection: it does not share.
-      if (!this.cookies && this.options.shared !== false && typeof SharedWorker === "function" &&
-          url) {
+      // The shared connection is keyed by user, known in advance only from a token. A
+      // cookie-mode page learns its user only once connected, and a sign-in as someone else in
+      // another tab would join the previous user's connection: it does not share.
+      // Best first: a SharedWorker; else (Chrome on Android) a leader tab elected with Web
+      // Locks; else a connection per tab.
+      const sharing = !this.cookies && this.options.shared !== false;
+      if (sharing && typeof SharedWorker === "function" && url) {
         try {
           await this._startShared(url, opts, token);
           return;
         } catch (_) {
-          /* no usable SharedWorker: run in the page */
+          /* no usable SharedWorker: try the next way */
         }
+      }
+      if (sharing && canElect(root)) {
+        if (this._closed) return;
+        this._group = new TabGroup(this, sharedName(opts.url, this.principal), opts, token);
+        this.shared = true;
+        return this._group.start();
       }
       this._startLocal(opts, token);
     }
@@ -1021,10 +1222,9 @@
     }
 
     async _startShared(url, opts, token) {
-      const name = ["jobwire", opts.url, this.principal.userId, this.principal.role].join(" ");
-      const worker = new SharedWorker(url, {name});
+      const worker = new SharedWorker(url, {name: sharedName(opts.url, this.principal)});
       const port = worker.port;
-      const id = Math.random().toString(36).slice(2) + Date.now().toString(36);
+      const id = tabId();
       const lock = "jobwire-tab-" + id;
       if (root.navigator && root.navigator.locks) {
         await new Promise((granted) => {
@@ -1071,6 +1271,24 @@
         this._token(msg.force).then((token) => token, () => null)
           .then((token) => this._port && this._port.postMessage({t: "token", id: msg.id, token}));
       }
+    }
+
+    // Tabs sharing a leader's connection: the leader's Engine follows every tab's jobs.
+    _fromShared(type, detail) {
+      if (this._closed) return;
+      if ((type === "update" || type === "completed") && !wants(this._sub, detail.jobId)) return;
+      this._fromEngine(type, detail);
+    }
+
+    // The leader's answer to this tab's hello (or to a change of its jobs).
+    _joined(msg) {
+      if (this._closed) return;
+      if (msg.principal) this._fromEngine("authenticated", msg.principal);
+      if (msg.transport) {
+        this._fromEngine("transport", {transport: msg.transport, previous: null, reason: "shared"});
+      }
+      for (const j of msg.jobs || []) this._fromShared("update", j);
+      this._setState(msg.state, msg.transport);
     }
 
     _fromEngine(type, detail) {
@@ -1121,7 +1339,8 @@
 
   const api = {
     version: VERSION, TRANSPORTS, DEFAULTS, connect, JobwireClient, Engine, JobStore, Backoff,
-    backoffDelay, compareIds, decodeToken, resolveBase, scriptUrl: null, _startHub,
+    backoffDelay, compareIds, decodeToken, resolveBase, sharedName, newestCursor, scriptUrl: null,
+    _startHub,
   };
   return api;
 });
