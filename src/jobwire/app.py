@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from . import metrics
+from . import metrics, openapi
 from .auth import AuthenticateHook
 from .config import Settings
 from .errors import JobwireError
@@ -87,6 +87,7 @@ def create_app(settings: Settings, *, on_start: Hook | None = None,
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
+        Route("/openapi.json", openapi.endpoint),
         Route("/api/v2/jobs/status", publish.publish_batch, methods=["POST"]),
         Route("/api/v2/jobs/{job_id}/status", publish.publish_one, methods=["POST"]),
     ]
