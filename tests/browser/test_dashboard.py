@@ -105,6 +105,9 @@ async def connections(server: Server, transport: str) -> int:
 async def test_job_progresses_to_completion_and_screenshot(browser, servers, uid):
     srv = servers()
     user = f"{uid}-alice"
+    # Ended before the page opened: shown with its finish time; how long it ran is not known.
+    await publish(srv, f"{uid}-backup", user, "processing", progress=30)
+    await publish(srv, f"{uid}-backup", user, "completed", result={"files": 1200})
     context = await browser.new_context(viewport={"width": 1280, "height": 640})
     page = await open_dashboard(context, srv, user)
     # Signed in by the link; the token is gone from the address bar and kept for next time.
@@ -130,9 +133,15 @@ async def test_job_progresses_to_completion_and_screenshot(browser, servers, uid
     await publish(srv, job, user, "completed", result={"pages": 5, "errors": 0})
     await expect_row(page, job, "completed", 100)
     await expect(row(page, job).locator(".op")).to_contain_text("pages: 5")
-    await expect(row(page, job).locator(".eta")).to_have_text("—")
+    await expect(row(page, job).locator(".eta")).to_have_text(re.compile("^—"))
+    # Seen from its first event: the elapsed time is exact, and the finish time is shown.
+    await expect(row(page, job).locator(".elapsed")).to_have_text(re.compile(r"^\d+s$"))
+    await expect(row(page, job).locator(".finished time")).to_have_count(1)
     assert await seen(page, job) == [(job, 1), (job, 2), (job, 3), (job, 4)]
-    await expect(page.locator("#summary")).to_have_text("2 jobs, 1 active")
+    await expect(page.locator("#summary")).to_have_text("3 jobs, 1 active")
+    await expect(row(page, f"{uid}-backup").locator(".elapsed")).to_have_attribute(
+        "title", "not known: started before this page opened")
+    await expect(row(page, f"{uid}-backup").locator(".finished time")).to_have_count(1)
 
     # A few more jobs in every state, for the screenshot.
     # Not synchronisation: the ETA needs progress observed over real time.
@@ -148,9 +157,9 @@ async def test_job_progresses_to_completion_and_screenshot(browser, servers, uid
     await expect_row(page, f"{uid}-export", "failed")
     await expect(row(page, f"{uid}-export").locator(".op")).to_have_text("Failed: disk full")
     await expect_row(page, f"{uid}-thumbs", "queued", 0)
-    await expect(page.locator("#summary")).to_have_text("4 jobs, 2 active")
+    await expect(page.locator("#summary")).to_have_text("5 jobs, 2 active")
     ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True,
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-desktop.png"), full_page=True,
                           animations="disabled")
     assert page.errors == []  # type: ignore[attr-defined]
     await context.close()
@@ -289,4 +298,82 @@ async def test_two_tabs_share_one_transport(browser, servers, uid):
     # ...and closes with the last one.
     await tab2.close()
     await wait_for_sessions(srv, "websocket", 0)
+    await context.close()
+
+
+async def test_elapsed_and_finished_times_from_what_the_page_saw(browser, servers, uid):
+    """No event says when a job began: the elapsed time is exact only from a job's first event,
+    a lower bound ("≥") from a later one, and unknown for a job first seen already ended,
+    whose finish time is still shown."""
+    srv = servers()
+    user = f"{uid}-u"
+    at = "2026-01-02T10:{}Z".format
+    ended, instant, whole, part = (f"{uid}-{name}" for name in ("ended", "instant", "whole",
+                                                                "part"))
+    await publish(srv, ended, user, "queued", timestamp=at("00:00"))
+    await publish(srv, ended, user, "processing", progress=50, timestamp=at("00:10"))
+    await publish(srv, ended, user, "completed", timestamp=at("01:23.400"))
+    await publish(srv, instant, user, "cancelled", timestamp=at("02:00"))  # its only event
+    await publish(srv, whole, user, "queued", timestamp=at("03:00"))  # the page gets seq 1
+    await publish(srv, part, user, "queued", timestamp=at("04:00"))
+    await publish(srv, part, user, "processing", progress=10, timestamp=at("04:05"))  # seq 2
+    # A fixed locale and time zone, so the finish times have one spelling.
+    context = await browser.new_context(locale="en-GB", timezone_id="UTC")
+    page = await open_dashboard(context, srv, user)
+
+    await expect_row(page, ended, "completed", 100)
+    elapsed = row(page, ended).locator(".elapsed")
+    await expect(elapsed).to_have_attribute("title", "not known: started before this page opened")
+    await expect(elapsed.locator("[aria-hidden=true]")).to_have_text("—")
+    finished = row(page, ended).locator(".finished time")
+    await expect(finished).to_have_attribute("datetime", "2026-01-02T10:01:23.400Z")
+    await expect(finished).to_have_text("2 Jan 2026, 10:01:23")
+
+    await expect_row(page, instant, "cancelled")
+    await expect(row(page, instant).locator(".elapsed")).to_have_text("0s")
+    await expect(row(page, instant).locator(".finished time")).to_have_text("2 Jan 2026, 10:02:00")
+
+    await expect_row(page, whole, "queued")
+    await expect(row(page, whole).locator(".finished")).to_have_attribute("title", "not yet")
+    await publish(srv, whole, user, "completed", timestamp=at("04:30"))
+    await expect_row(page, whole, "completed")
+    await expect(row(page, whole).locator(".elapsed")).to_have_text("1m 30s")
+
+    await expect_row(page, part, "processing", 10)
+    await publish(srv, part, user, "failed", timestamp=at("05:05"), error="timed out")
+    await expect_row(page, part, "failed")
+    await expect(row(page, part).locator(".elapsed")).to_have_text("≥ 1m 00s")
+    await expect(row(page, part).locator(".finished time")).to_have_text("2 Jan 2026, 10:05:05")
+    assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+
+async def test_the_icon_loads_and_the_console_stays_clean(browser, servers, uid):
+    srv = servers()
+    user = f"{uid}-u"
+    context = await browser.new_context()
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+    page.on("requestfailed", lambda r: problems.append(f"{r.failure} {r.url}"))
+    # The browser asks for the page's icon after the page has loaded: the positive signal.
+    async with page.expect_response(lambda r: r.url.endswith("/static/favicon.svg"),
+                                    timeout=T) as icon:
+        await page.goto(f"{srv.url}/?token={srv.token(user)}", timeout=T)
+    response = await icon.value
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    await expect(page.locator("body")).to_have_attribute("data-state", "open", timeout=T)
+    await publish(srv, f"{uid}-j", user, "processing", progress=5)
+    await expect_row(page, f"{uid}-j", "processing", 5)
+    assert problems == []
+
+    # The check above can fail: a page of this origin without an icon link makes the browser
+    # ask for /favicon.ico, which the server does not have, and that shows as a console error.
+    other = await context.new_page()
+    async with other.expect_console_message(lambda m: m.type == "error" and "404" in m.text,
+                                            timeout=T):
+        await other.goto(f"{srv.url}/healthz", timeout=T)
     await context.close()

@@ -7,7 +7,7 @@ import { connect, decodeToken } from "./jobwire.mjs";
 
 const KEY = "jobwire_token";
 const $ = (id) => document.getElementById(id);
-const rows = new Map();        // jobId → {tr, cells..., first, state}
+const rows = new Map();        // jobId → {tr, cells..., start, firstSeen, state}
 let client = null;
 let principal = null;
 
@@ -56,6 +56,7 @@ function showJobs() {
   $("who-role").textContent = principal.role;
   $("who").hidden = false;
   $("jobs-title").textContent = admin ? "All jobs" : "Your jobs";
+  $("jobs-table").caption.textContent = `${admin ? "All" : "Your"} jobs, updated live`;
 }
 
 function start() {
@@ -139,6 +140,7 @@ function setConnection(state, transport) {
 
 function cell(tr, cls, label) {
   const td = document.createElement("td");
+  td.setAttribute("role", "cell");          // see the table's roles in index.html
   if (cls) td.className = cls;
   td.dataset.label = label;
   tr.append(td);
@@ -147,6 +149,7 @@ function cell(tr, cls, label) {
 
 function createRow(jobId) {
   const tr = document.createElement("tr");
+  tr.setAttribute("role", "row");
   tr.dataset.job = jobId;
   const row = {tr};
   row.job = cell(tr, "job", "Job");
@@ -173,6 +176,7 @@ function createRow(jobId) {
   row.op = cell(tr, "op", "Operation");
   row.elapsed = cell(tr, "num elapsed", "Elapsed");
   row.eta = cell(tr, "num eta", "ETA");
+  row.finished = cell(tr, "num finished", "Finished");
   $("jobs").prepend(tr);
   rows.set(jobId, row);
   return row;
@@ -180,13 +184,7 @@ function createRow(jobId) {
 
 function render(job) {
   const row = rows.get(job.jobId) || createRow(job.jobId);
-  const at = Date.parse(job.timestamp || job.lastUpdate) || Date.now();
-  // Elapsed counts from the job's first event when this page saw it (seq 1), else from the
-  // earliest one it saw (shown as "≥").
-  if (row.first === undefined || at < row.first) {
-    row.first = at;
-    row.exact = job.seq === 1;
-  }
+  noteStart(row, job);
   row.state = job;
   row.receivedAt = Date.now();
   const status = job.stalled ? "stalled" : job.status;
@@ -209,7 +207,7 @@ function render(job) {
 }
 
 function operationText(job) {
-  if (job.stalled) return `No update since ${new Date(job.lastUpdate).toLocaleTimeString()}`;
+  if (job.stalled) return `No update since ${clockTime(Date.parse(job.lastUpdate))}`;
   if (job.status === "failed" && job.error) {
     const e = job.error;
     return "Failed: " + (typeof e === "string" ? e : e.message || JSON.stringify(e));
@@ -221,6 +219,24 @@ function operationText(job) {
   return job.currentOperation || (job.status === "queued" ? "Waiting for a worker" : "");
 }
 
+// When the job started, as far as this page knows. An event's `timestamp` is the time of the
+// job's latest update and no event says when the job began, so the start is known exactly only
+// from the job's first event (seq 1). A job first seen part-way has a lower bound (shown as
+// "≥"); a job first seen already ended has none: its start could be any time before its end.
+function noteStart(row, job) {
+  const at = Date.parse(job.timestamp);
+  if (Number.isNaN(at)) return;
+  if (job.seq === 1) row.start = at;
+  if (row.firstSeen === undefined || at < row.firstSeen) {
+    row.firstSeen = at;
+    row.seenEndedOnly = isTerminal(job);
+  }
+}
+
+function isTerminal(job) {
+  return job.status === "completed" || job.status === "failed" || job.status === "cancelled";
+}
+
 function duration(seconds) {
   const s = Math.max(0, Math.round(seconds));
   if (s < 60) return `${s}s`;
@@ -229,16 +245,69 @@ function duration(seconds) {
   return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
 }
 
+// A moment as local wall-clock time; with the date too unless it is today.
+function clockTime(ms) {
+  const date = new Date(ms);
+  if (date.toDateString() === new Date().toDateString()) return date.toLocaleTimeString();
+  return date.toLocaleString(undefined, {dateStyle: "medium", timeStyle: "medium"});
+}
+
+// "—" on screen; `spoken` for screen readers, and as a tooltip.
+function showUnknown(td, spoken) {
+  if (td.title === spoken) return;          // unchanged since the last tick
+  const dash = document.createElement("span");
+  dash.setAttribute("aria-hidden", "true");
+  dash.textContent = "—";
+  const words = document.createElement("span");
+  words.className = "visually-hidden";
+  words.textContent = spoken;
+  td.replaceChildren(dash, words);
+  td.title = spoken;
+}
+
+function showText(td, text) {
+  if (!td.title && td.textContent === text) return;
+  td.textContent = text;
+  td.removeAttribute("title");
+}
+
+function showTime(td, ms) {
+  const iso = new Date(ms).toISOString();
+  const text = clockTime(ms);
+  const shown = td.querySelector("time");
+  if (shown && shown.dateTime === iso && shown.textContent === text) return;
+  const time = document.createElement("time");
+  time.dateTime = iso;
+  time.textContent = text;
+  td.replaceChildren(time);
+  td.removeAttribute("title");
+}
+
+function elapsedText(row, end) {
+  if (row.start !== undefined) return duration((end - row.start) / 1000);
+  if (row.firstSeen !== undefined && !row.seenEndedOnly) {
+    return "≥ " + duration((end - row.firstSeen) / 1000);
+  }
+  return null;
+}
+
 function tick(row) {
   const job = row.state;
-  const terminal = ["completed", "failed", "cancelled"].includes(job.status);
-  const end = terminal ? Date.parse(job.timestamp) || row.receivedAt : Date.now();
-  row.elapsed.textContent = (row.exact ? "" : "≥ ") + duration((end - row.first) / 1000);
+  const terminal = isTerminal(job);
+  const ended = terminal ? Date.parse(job.timestamp) : Date.now();
+  const elapsed = Number.isNaN(ended) ? null : elapsedText(row, ended);
+  if (elapsed === null) showUnknown(row.elapsed, "not known: started before this page opened");
+  else showText(row.elapsed, elapsed);
+  if (!terminal) showUnknown(row.finished, "not yet");
+  else if (Number.isNaN(ended)) showUnknown(row.finished, "time not known");
+  else showTime(row.finished, ended);
   if (job.status === "processing" && !job.stalled && job.etaSeconds != null) {
     const left = job.etaSeconds - (Date.now() - row.receivedAt) / 1000;
-    row.eta.textContent = left <= 0 ? "any moment" : "~" + duration(left);
+    showText(row.eta, left <= 0 ? "any moment" : "~" + duration(left));
+  } else if (terminal) {
+    showUnknown(row.eta, "none: ended");
   } else {
-    row.eta.textContent = terminal ? "—" : job.status === "queued" ? "not started" : "unknown";
+    showText(row.eta, job.status === "queued" ? "not started" : "unknown");
   }
 }
 
