@@ -38,6 +38,9 @@ class Job:
     user_id: str
     fields: dict[str, Any]  # status (a Status), progress, currentOperation, workerId, ...
     timestamp: str
+    # The first update's timestamp, carried by every event: how long a job ran is known from
+    # any one of its states (a page that opens after the job ended sees only the last).
+    created_at: str | None = None
     seq: int = 0
     event: Event | None = None  # the latest delivered event
     last_update_at: float = 0.0  # server time of the last accepted update (liveness)
@@ -82,7 +85,7 @@ class JobBook:
         job = self.jobs.get(update.jobId)
         if job is None:
             fields = _merge(None, update)
-            job = Job(update.jobId, update.userId, fields, timestamp)
+            job = Job(update.jobId, update.userId, fields, timestamp, created_at=timestamp)
             self.jobs[update.jobId] = job
             event = self._emit(job, fields, timestamp, now, update.eventId)
             return Ack(job.job_id, event.id, event.seq), event
@@ -206,6 +209,7 @@ class JobBook:
             "progress": fields["progress"],
             "currentOperation": fields["currentOperation"],
             "timestamp": timestamp,
+            "createdAt": job.created_at,
             "workerId": fields["workerId"],
             "etaSeconds": job.eta.eta(now) if status is Status.PROCESSING else None,
         }

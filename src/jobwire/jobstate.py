@@ -38,6 +38,7 @@ def job_to_state(job: Job) -> dict[str, Any]:
         "userId": job.user_id,
         "fields": _fields_out(job.fields),
         "timestamp": job.timestamp,
+        "createdAt": job.created_at,
         "seq": job.seq,
         "event": event,
         "progressOnly": job.event.progress_only if job.event is not None else False,
@@ -54,7 +55,9 @@ def job_to_state(job: Job) -> dict[str, Any]:
 
 def job_from_state(job_id: str, state: dict[str, Any], event_id: str | None) -> Job:
     job = Job(job_id, state["userId"], _fields_in(state["fields"]), state["timestamp"],
-              seq=state["seq"], last_update_at=state["lastUpdateAt"],
+              # None for a job stored before jobs recorded it: its start is not known.
+              created_at=state.get("createdAt"), seq=state["seq"],
+              last_update_at=state["lastUpdateAt"],
               last_emit_at=(float("-inf") if state["lastEmitAt"] is None
                             else state["lastEmitAt"]),
               pending=_fields_in(state["pending"]) if state["pending"] is not None else None,

@@ -44,3 +44,26 @@ def test_stalled_and_eta_state_survive():
     copy = roundtrip(book)
     assert copy.jobs["j"].stalled and copy.jobs["j"].eta.rate == book.jobs["j"].eta.rate
     assert copy.stalled(200.0, 60) == []
+
+
+def test_every_event_carries_when_the_job_was_created_across_round_trips():
+    book = JobBook()
+    _, first = book.accept(upd(status="queued"), 0.0, "t0")
+    _, running = book.accept(upd(status="processing", progress=10), 1.0, "t1")
+    [stalled] = book.stalled(100.0, 60)
+    copy = roundtrip(book)
+    _, done = copy.accept(upd(status="completed"), 101.0, "t2")
+    assert [e.payload["createdAt"] for e in (first, running, stalled, done)] == ["t0"] * 4
+    assert [e.payload["timestamp"] for e in (first, running, done)] == ["t0", "t1", "t2"]
+
+
+def test_a_job_stored_before_creation_times_were_kept_has_none():
+    book = JobBook()
+    book.accept(upd(status="processing", progress=10), 0.0, "t0")
+    state = job_to_state(book.jobs["j"])
+    del state["createdAt"]
+    job = job_from_state("j", state, book.jobs["j"].event.id)
+    copy = JobBook()
+    copy.jobs["j"], copy.clock = job, book.clock
+    _, done = copy.accept(upd(status="completed"), 1.0, "t1")
+    assert done.payload["createdAt"] is None
