@@ -32,10 +32,8 @@ from tests.browser import test_dashboard
 from tests.browser.test_dashboard import T, connections
 from tests.conftest import (
     WAIT,
-    RedisServer,
     Server,
     publish,
-    start_redis,
     start_server,
     wait_for_sessions,
 )
@@ -124,13 +122,6 @@ def servers(app_origin: str) -> Iterator[Callable[..., Server]]:
     yield make
     for srv in started:
         srv.stop()
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    server = start_redis()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -223,8 +214,11 @@ async def test_a_job_progresses_to_completed_in_the_react_ui(servers, open_app, 
     await publish(srv, job, user, "processing", progress=40, currentOperation="Page 2/5")
     await expect_watched(page, "processing", 40)
     await expect_job(page, job, "processing", 40)
+    # Another user's job, then one of this user's: once that one shows, the first would have.
+    await publish(srv, f"{uid}-strangers", f"{uid}-stranger", "processing", progress=7)
     await publish(srv, f"{uid}-other", user, "processing", progress=5)
     await expect_job(page, f"{uid}-other", "processing", 5)
+    await expect(page.locator(f'#jobs li[data-job="{uid}-strangers"]')).to_have_count(0)
     await publish(srv, job, user, "completed", result={"pages": 5})
     await expect_watched(page, "completed", 100)
     await expect(page.locator("#watched")).to_have_attribute("data-done", "true")
@@ -262,10 +256,10 @@ async def test_falls_back_to_sse(servers, open_app, uid, server_transports, page
 
 
 async def test_reconnects_across_a_restart_without_missing_or_repeating_events(
-        redis, servers, open_app, uid):
+        redis_server, servers, open_app, uid):
     # Redis keeps the job and its history while the server is away; the page is not shared
     # (one in-page connection), so the server's count is this page's alone.
-    srv = servers(redis_url=redis.url)
+    srv = servers(redis_url=redis_server.url)
     user, job = f"{uid}-u", f"{uid}-j"
     page = await open_app(srv, user, watch=job, shared="false")
     await expect(page.locator("#connection")).to_have_attribute("data-shared", "false")
@@ -275,7 +269,7 @@ async def test_reconnects_across_a_restart_without_missing_or_repeating_events(
 
     await asyncio.to_thread(srv.stop)  # SIGTERM: the WebSocket is closed with 1012
     await expect_connection(page, "reconnecting")
-    srv2 = servers(secret=srv.secret, port=srv.port, redis_url=redis.url)
+    srv2 = servers(secret=srv.secret, port=srv.port, redis_url=redis_server.url)
     # Published at once: replayed from the page's cursor if it is still backing off, else live.
     await publish(srv2, job, user, "processing", progress=60)
     await expect_connection(page, "open", "websocket")
