@@ -7,7 +7,7 @@ import { connect, decodeToken } from "./jobwire.mjs";
 
 const KEY = "jobwire_token";
 const $ = (id) => document.getElementById(id);
-const rows = new Map();        // jobId → {tr, cells..., start, firstSeen, state}
+const rows = new Map();        // jobId → {tr, cells..., start, state}
 let client = null;
 let principal = null;
 
@@ -219,18 +219,12 @@ function operationText(job) {
   return job.currentOperation || (job.status === "queued" ? "Waiting for a worker" : "");
 }
 
-// When the job started, as far as this page knows. An event's `timestamp` is the time of the
-// job's latest update and no event says when the job began, so the start is known exactly only
-// from the job's first event (seq 1). A job first seen part-way has a lower bound (shown as
-// "≥"); a job first seen already ended has none: its start could be any time before its end.
+// When the job started: every event carries `createdAt`, the timestamp of the job's first
+// event, so any one state says it, even for a job that ended before this page opened. A job
+// stored by a server without it has no known start (shown as unknown, never guessed).
 function noteStart(row, job) {
-  const at = Date.parse(job.timestamp);
-  if (Number.isNaN(at)) return;
-  if (job.seq === 1) row.start = at;
-  if (row.firstSeen === undefined || at < row.firstSeen) {
-    row.firstSeen = at;
-    row.seenEndedOnly = isTerminal(job);
-  }
+  const created = job.createdAt ? Date.parse(job.createdAt) : NaN;
+  if (!Number.isNaN(created)) row.start = created;
 }
 
 function isTerminal(job) {
@@ -284,11 +278,7 @@ function showTime(td, ms) {
 }
 
 function elapsedText(row, end) {
-  if (row.start !== undefined) return duration((end - row.start) / 1000);
-  if (row.firstSeen !== undefined && !row.seenEndedOnly) {
-    return "≥ " + duration((end - row.firstSeen) / 1000);
-  }
-  return null;
+  return row.start !== undefined ? duration((end - row.start) / 1000) : null;
 }
 
 function tick(row) {
@@ -296,7 +286,7 @@ function tick(row) {
   const terminal = isTerminal(job);
   const ended = terminal ? Date.parse(job.timestamp) : Date.now();
   const elapsed = Number.isNaN(ended) ? null : elapsedText(row, ended);
-  if (elapsed === null) showUnknown(row.elapsed, "not known: started before this page opened");
+  if (elapsed === null) showUnknown(row.elapsed, "not known: the server did not say when it started");
   else showText(row.elapsed, elapsed);
   if (!terminal) showUnknown(row.finished, "not yet");
   else if (Number.isNaN(ended)) showUnknown(row.finished, "time not known");
