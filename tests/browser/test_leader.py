@@ -7,8 +7,11 @@ still sees every event exactly once."""
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
-from playwright.async_api import BrowserContext, Page
+import httpx
+from playwright.async_api import BrowserContext, Page, WebSocket
 
 from tests.browser import test_dashboard
 from tests.browser.test_dashboard import T, connections
@@ -20,22 +23,101 @@ servers = test_dashboard.servers
 NO_SHARED_WORKER = "delete window.SharedWorker"
 
 
+class Sequence:
+    """Publishes a numbered sequence of events of one job (seq 1, 2, …: `processing`, one every
+    `pause` seconds) from the moment it is entered until `finish()`. A stream that keeps flowing
+    while something happens to the pages. The server must not conflate them
+    (`max_updates_per_job_per_second=0`)."""
+
+    def __init__(self, server: Server, user: str, job: str, pause: float = 0.02) -> None:
+        self.server, self.user, self.job, self.pause = server, user, job, pause
+        self.count = 0
+        self._more = asyncio.Condition()
+        self._stop = asyncio.Event()
+
+    async def __aenter__(self) -> Sequence:
+        self._http = httpx.AsyncClient(base_url=self.server.url, timeout=WAIT,
+                                       headers=self.server.headers("pub", "publisher"))
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._http.aclose()
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            n = self.count + 1
+            answer = await self._http.post(
+                f"/api/v2/jobs/{self.job}/status",
+                json={"userId": self.user, "status": "processing", "progress": n % 100,
+                      "currentOperation": f"step {n}"})
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["seq"] == n, answer.json()
+            async with self._more:
+                self.count = n
+                self._more.notify_all()
+            await asyncio.sleep(self.pause)  # pacing: the stream spans what the test does
+
+    async def until(self, count: int) -> None:
+        """Wait until `count` events are published (bounded)."""
+        async with asyncio.timeout(2 * WAIT), self._more:
+            await self._more.wait_for(lambda: self.count >= count or self._task.done())
+        if self._task.done():
+            await self._task  # its failure, if it failed
+
+    async def finish(self, more: int = 5) -> list[int]:
+        """Publish `more` events yet, then stop; the seq of every event published."""
+        await self.until(self.count + more)
+        self._stop.set()
+        await asyncio.wait_for(self._task, WAIT)
+        return list(range(1, self.count + 1))
+
+
+async def until_seq(page: Page, job: str, seq: int) -> None:
+    await page.wait_for_function(
+        "([j, s]) => applied.some(([job, seq]) => job === j && seq === s)", arg=[job, seq],
+        timeout=2 * T)
+
+
+async def seqs(page: Page, job: str) -> list[int]:
+    """The seq of every event of `job` the page applied, in order."""
+    return await page.evaluate("(j) => applied.filter(([job]) => job === j).map(([, s]) => s)",
+                               job)
+
+
 async def without_shared_worker(browser) -> BrowserContext:
+    """A browser context whose pages have no SharedWorker, as on Chrome for Android."""
     context = await browser.new_context()
     await context.add_init_script(NO_SHARED_WORKER)
     return context
 
 
 async def open_tab(context: BrowserContext, server: Server, token: str) -> Page:
-    """A tab following every job of the token's user, recording the job ids it applied."""
+    """A tab following every job of the token's user, recording [jobId, seq] of every event it
+    applied in `applied`, their ids in `ids`; `page.subscribes` collects the subscribe
+    messages its WebSockets send."""
     page = await context.new_page()
+    subscribes: list[dict] = []
+    page.subscribes = subscribes  # type: ignore[attr-defined]
+
+    def frames(ws: WebSocket) -> None:
+        def sent(payload: str | bytes) -> None:
+            message = json.loads(payload)
+            if message.get("type") == "subscribe":
+                subscribes.append(message)
+        ws.on("framesent", sent)
+
+    page.on("websocket", frames)
     await page.goto(server.url + "/healthz", timeout=T)
     assert await page.evaluate("typeof SharedWorker") == "undefined"
     await page.add_script_tag(url=server.url + "/static/jobwire.js")
     await page.evaluate("""(token) => {
-        window.applied = []; window.errors = [];
+        window.applied = []; window.ids = []; window.errors = [];
         window.client = Jobwire.connect({token});
-        client.on("update", (job) => window.applied.push(job.jobId));
+        client.on("update", (job) => { applied.push([job.jobId, job.seq]); ids.push(job.id); });
         client.on("error", (e) => window.errors.push(e));
     }""", token)
     await page.wait_for_function("client.state === 'open'", timeout=T)
@@ -48,12 +130,13 @@ async def leaders(tabs: list[Page]) -> list[Page]:
 
 
 async def until_applied(tab: Page, jobs: list[str]) -> None:
-    await tab.wait_for_function("(ids) => ids.every((id) => applied.includes(id))", arg=jobs,
-                                timeout=2 * T)
+    """Wait until the tab applied the first event of each of `jobs`."""
+    for job in jobs:
+        await until_seq(tab, job, 1)
 
 
 async def test_three_tabs_one_connection_and_a_new_leader_misses_nothing(browser, servers, uid):
-    server, user = servers(), f"{uid}-u"
+    server, user = servers(max_updates_per_job_per_second=0), f"{uid}-u"
     context = await without_shared_worker(browser)
     tabs = [await open_tab(context, server, server.token(user)) for _ in range(3)]
     assert len(await leaders(tabs)) == 1
@@ -66,34 +149,29 @@ async def test_three_tabs_one_connection_and_a_new_leader_misses_nothing(browser
         await until_applied(tab, first)
     assert await connections(server, "websocket") == 1, "three live tabs, one connection"
 
-    # A numbered sequence, published while the leader tab goes away.
-    sequence = [f"{uid}-n{n:03d}" for n in range(40)]
-    halfway = asyncio.Event()
-
-    async def publisher() -> None:
-        for n, job in enumerate(sequence):
-            await publish(server, job, user, "queued")
-            if n == len(sequence) // 4:
-                halfway.set()
-            await asyncio.sleep(0.02)  # pacing: the leader must leave mid-stream
-
-    publishing = asyncio.create_task(publisher())
-    try:
-        await asyncio.wait_for(halfway.wait(), WAIT)
+    # A numbered sequence of one job's events, published while the leader tab goes away.
+    job = f"{uid}-stream"
+    # Back to back: the leader's going and the next one's connecting take a few milliseconds,
+    # and events must fall in between.
+    async with Sequence(server, user, job, pause=0) as stream:
+        await stream.until(10)
         (leader,) = await leaders(tabs)
         await leader.close()
-        assert not publishing.done(), "the leader left mid-stream"
         remaining = [tab for tab in tabs if tab is not leader]
-        await publishing
-    finally:
-        publishing.cancel()
+        sequence = await stream.finish(more=10)   # published during and after the handover
 
     for tab in remaining:
-        await until_applied(tab, sequence)
-    assert len(await leaders(remaining)) == 1, "one of the others took over"
+        await until_seq(tab, job, sequence[-1])
+    (successor,) = await leaders(remaining)
+    # It resumed from an event the tabs had (no fresh start, which would show only the job's
+    # latest state and skip what was published while no tab was connected).
+    assert [m.get("lastEventId") for m in successor.subscribes][:1] != [None]
+    resumed_from = successor.subscribes[0]["lastEventId"]
+    assert resumed_from in await successor.evaluate("ids")
     for tab in remaining:
-        applied = await tab.evaluate("applied")
-        assert sorted(applied) == sorted(first + sequence), "every event exactly once"
+        assert await seqs(tab, job) == sequence, "every event exactly once, in order"
+        assert sorted(await tab.evaluate("applied.map(([j]) => j)")) == sorted(
+            first + [job] * len(sequence)), "and nothing else"
         assert await tab.evaluate("client.state") == "open"
         assert await tab.evaluate("errors") == []
     await wait_for_sessions(server, "websocket", 1)
@@ -121,8 +199,8 @@ async def test_users_of_one_browser_never_share(browser, servers, uid):
     await until_applied(tab_a, [f"{uid}-alices"])
     await until_applied(tab_b, [f"{uid}-bobs"])
     # Each event reaches a tab in order: alice's, published last, shows bob's never came.
-    assert await tab_a.evaluate("applied") == [f"{uid}-alices"]
-    assert await tab_b.evaluate("applied") == [f"{uid}-bobs"]
+    assert await tab_a.evaluate("applied") == [[f"{uid}-alices", 1]]
+    assert await tab_b.evaluate("applied") == [[f"{uid}-bobs", 1]]
     await context.close()
 
 
@@ -137,7 +215,7 @@ async def test_a_follower_gets_only_its_jobs_and_shared_false_opts_out(browser, 
     await publish(server, mine, user, "queued")
     await until_applied(leader, [other, mine])
     await until_applied(follower, [mine])
-    assert await follower.evaluate("applied") == [mine]
+    assert await follower.evaluate("applied") == [[mine, 1]]
     assert await connections(server, "websocket") == 1
 
     alone = await context.new_page()

@@ -2,7 +2,7 @@
 // the cursor a new leader resumes from.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { sharedName, newestCursor } from "../../src/jobwire/static/jobwire.mjs";
+import { sharedName, resumeCursor } from "../../src/jobwire/static/jobwire.mjs";
 
 const BASE = "https://app.example/realtime";
 
@@ -14,14 +14,18 @@ test("the shared connection is keyed by server, user and role", () => {
   assert.notEqual(alice, sharedName("https://app.example", { userId: "alice", role: "user" }));
 });
 
-test("a new leader resumes from the newest cursor any tab reports", () => {
-  assert.equal(newestCursor(["100-0", "1000-2", "999-9", "1000-10"]), "1000-10");
-  assert.equal(newestCursor([null, "5-0", undefined]), "5-0");
+test("a new leader resumes from the oldest cursor the tabs report, compared as ids", () => {
+  assert.equal(resumeCursor(["1000-10", "1000-2", "999-9", "1000-9"]), "999-9");
+  assert.equal(resumeCursor(["1000-10", "1000-9"]), "1000-9", "not a string comparison");
 });
 
-test("no cursor at all, or only the stream's start, is no cursor", () => {
-  assert.equal(newestCursor([]), null);
-  assert.equal(newestCursor([null, "0-0"]), null);
-  assert.equal(newestCursor(undefined), null);
-  assert.equal(newestCursor([42, {}, "7-1"]), "7-1", "what is not an id is ignored");
+test("a tab that has seen nothing yet holds no one back", () => {
+  assert.equal(resumeCursor([null, "5-0", undefined, "0-0", "6-0"]), "5-0");
+  assert.equal(resumeCursor([42, {}, "7-1"]), "7-1", "what is not an id is ignored");
+});
+
+test("no cursor at all is no cursor: a fresh start", () => {
+  assert.equal(resumeCursor([]), null);
+  assert.equal(resumeCursor([null, "0-0"]), null);
+  assert.equal(resumeCursor(undefined), null);
 });

@@ -183,8 +183,10 @@ export declare function resolveBase(url: string | null | undefined,
 export declare function sharedName(base: string,
                                    principal: { userId: string | null; role: string }): string;
 
-/** The newest of some event ids (null, "0-0" and non-ids ignored); null if none. Pure. */
-export declare function newestCursor(ids: Iterable<unknown> | null | undefined): string | null;
+/** Where a new leader tab resumes: the oldest of the cursors the tabs report (null, "0-0"
+ *  and non-ids ignored); null if none. Resuming early costs only repeats, which each tab
+ *  drops; resuming late could lose what a tab had not yet received. Pure. */
+export declare function resumeCursor(ids: Iterable<unknown> | null | undefined): string | null;
 
 /** A JWT's claims, not verified; null if it is not a JWT. */
 export declare function decodeToken(token: string): Record<string, unknown> | null;
@@ -208,7 +210,7 @@ declare const Jobwire: {
   connect: typeof connect; JobwireClient: typeof JobwireClient; JobStore: typeof JobStore;
   Backoff: typeof Backoff; backoffDelay: typeof backoffDelay; compareIds: typeof compareIds;
   decodeToken: typeof decodeToken; resolveBase: typeof resolveBase;
-  sharedName: typeof sharedName; newestCursor: typeof newestCursor; scriptUrl: string | null;
+  sharedName: typeof sharedName; resumeCursor: typeof resumeCursor; scriptUrl: string | null;
 };
 export default Jobwire;
 

@@ -514,8 +514,10 @@
     start() {
       if (!this.stopped) return;
       this.stopped = false;
-      this._setState("connecting");
+      // The transport first: a state names its transport, and a page that heard of it there
+      // first would take it for a change of no stated reason.
       this.sink("transport", {transport: this.transport, previous: null, reason: "start"});
+      this._setState("connecting");
       this._connect(0);
       this._scheduleProbe();
     }
@@ -940,13 +942,18 @@
     return ["jobwire", base, p.userId, p.role].join(" ");
   }
 
-  /** The newest of some cursors (null, "0-0" and non-ids ignored); null if none. Pure. */
-  function newestCursor(ids) {
-    let best = null;
+  /** Where a new leader resumes: the oldest cursor the tabs report (null, "0-0" and non-ids
+   *  ignored: a tab that has seen nothing yet holds no one back); null if none. The oldest,
+   *  because a tab may not yet have received the old leader's last events: resuming before
+   *  them costs only repeats, which every tab's store drops; resuming after them could lose
+   *  them for that tab. Pure. */
+  function resumeCursor(ids) {
+    let oldest = null;
     for (const id of ids || []) {
-      if (typeof id === "string" && id !== "0-0" && compareIds(id, best) > 0) best = id;
+      if (typeof id !== "string" || id === "0-0") continue;
+      if (oldest === null || compareIds(id, oldest) < 0) oldest = id;
     }
-    return best;
+    return oldest;
   }
 
   function canElect(scope) {
@@ -970,9 +977,9 @@
    *  Android). The tabs of one user elect a leader with a Web Lock, which the leader holds for
    *  its lifetime; the leader runs the Engine for the union of every tab's jobs and relays what
    *  it says over a BroadcastChannel of the same name. When the leader's tab goes, its lock is
-   *  released and the tab waiting longest takes over: it resumes from the newest cursor any
-   *  tab has seen, and each tab's own JobStore drops what it already applied, so every event
-   *  is shown once per tab. Each tab also holds a lock of its own for its lifetime; the others
+   *  released and the tab waiting longest takes over: it asks the others where they are and
+   *  resumes from the oldest cursor (resumeCursor), and each tab's own JobStore drops what it
+   *  already applied, so every event is shown once per tab. Each tab also holds a lock of its own for its lifetime; the others
    *  wait on it to learn, without a message, that the tab is gone (its jobs leave the union).
    *
    *  Messages: {t, from, cursor?, ...}: "hello"/"sub" (a tab's jobs and cursor), "bye",
@@ -986,7 +993,7 @@
       this.token = token;
       this.id = tabId();
       this.peers = new Map();        // tab id → its subscription
-      this.cursor = null;            // the newest shared cursor seen
+      this.cursor = null;            // the leader's cursor, as of its last event here
       this.engine = null;            // while leading
       this.closed = false;
       this.abort = new AbortController();   // cancels this tab's waiting lock requests
@@ -1029,9 +1036,14 @@
     // Granted the leader lock: gather the others' cursors, connect, hold the lock until closed.
     async _lead() {
       if (this.closed) return;
+      const cursors = [this.cursor];
       await new Promise((done) => {
         const waiting = new Set(this.peers.keys());
-        this.onAnswer = (id) => { waiting.delete(id); if (!waiting.size) done(); };
+        this.onAnswer = (id, cursor) => {
+          cursors.push(cursor);
+          waiting.delete(id);
+          if (!waiting.size) done();
+        };
         if (!waiting.size) done();
         sleepTimer(GATHER_MS, done);
         this._post({t: "elected"});
@@ -1043,7 +1055,7 @@
       const engine = new Engine(this.opts, (type, detail) => this._fromEngine(type, detail),
                                 (force) => this.client._token(force));
       engine.sub = this._union();
-      engine.store.advance(newestCursor([this.cursor, this.client.store.cursor]));
+      engine.store.advance(resumeCursor(cursors));
       engine.setToken(this.token);
       this.engine = engine;
       engine.start();
@@ -1062,7 +1074,7 @@
 
     _fromEngine(type, detail) {
       if (this.closed) return;
-      this.cursor = newestCursor([this.cursor, this.engine.store.cursor]);
+      this.cursor = this.engine.store.cursor;
       this._post({t: "event", type, detail, cursor: this.cursor});
       this.client._fromShared(type, detail);
     }
@@ -1089,12 +1101,16 @@
 
     _receive(msg) {
       if (this.closed || !msg.from || msg.from === this.id) return;
-      if (msg.cursor) this.cursor = newestCursor([this.cursor, msg.cursor]);
+      // The leader's cursor: from its events, and from the state it gives a tab that joins.
+      if ((msg.t === "event" || (msg.t === "init" && msg.to === this.id)) && !this.engine &&
+          compareIds(msg.cursor, this.cursor) > 0) {
+        this.cursor = msg.cursor;
+      }
       switch (msg.t) {
         case "hello": case "sub":
           this._watch(msg.from);
           this.peers.set(msg.from, normalizeSub(msg.sub));
-          if (this.onAnswer) this.onAnswer(msg.from);
+          if (this.onAnswer) this.onAnswer(msg.from, msg.cursor);
           if (this.engine) {
             this.engine.setSubscription(this._union());
             this._init(msg.from);
@@ -1103,8 +1119,7 @@
         case "bye":
           return this._forget(msg.from);
         case "elected":
-          return this._post({t: "hello", sub: this.client._sub,
-                             cursor: newestCursor([this.cursor, this.client.store.cursor])});
+          return this._post({t: "hello", sub: this.client._sub, cursor: this.cursor});
         case "init":
           if (msg.to === this.id && !this.engine) this.client._joined(msg);
           return;
@@ -1339,7 +1354,7 @@
 
   const api = {
     version: VERSION, TRANSPORTS, DEFAULTS, connect, JobwireClient, Engine, JobStore, Backoff,
-    backoffDelay, compareIds, decodeToken, resolveBase, sharedName, newestCursor, scriptUrl: null,
+    backoffDelay, compareIds, decodeToken, resolveBase, sharedName, resumeCursor, scriptUrl: null,
     _startHub,
   };
   return api;

@@ -12,6 +12,6 @@ if (!Jobwire.scriptUrl && typeof document !== "undefined") {
 
 export const {
   version, TRANSPORTS, DEFAULTS, connect, JobwireClient, Engine, JobStore, Backoff,
-  backoffDelay, compareIds, decodeToken, resolveBase, sharedName, newestCursor,
+  backoffDelay, compareIds, decodeToken, resolveBase, sharedName, resumeCursor,
 } = Jobwire;
 export default Jobwire;
