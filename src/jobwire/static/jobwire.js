@@ -8,6 +8,12 @@
  *                      tab of the origin (it detects SharedWorkerGlobalScope and starts the hub).
  * In Node (tests) it is a CommonJS module: require() it or import jobwire.mjs.
  *
+ * One connection per browser and user (a token's; cookie mode does not share): the
+ * SharedWorker's; where there is no SharedWorker (Chrome on Android), a leader tab's, elected
+ * with Web Locks, whose events reach the other tabs over a BroadcastChannel; a tab that takes
+ * over from a closed leader resumes from the cursor (TabGroup). Else, or with `shared: false`,
+ * each page has its own.
+ *
  * Where the server is: `url` if given, else where this file was loaded from less its
  * `/static/jobwire.js` (a jobwire mounted at /realtime serves /realtime/static/jobwire.js and
  * /realtime/ws/jobs), else the page's origin. Who the user is: a `token` (string or function),
