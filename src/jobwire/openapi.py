@@ -38,7 +38,14 @@ RESUME_POINT_PATTERN = rf"^{_SPACE}([0-9]{{1,16}}|[0-9]{{1,16}}-[0-9]{{1,16}}){_
 # (tests/unit/test_openapi_doc.py checks each rule against parse_update).
 UPDATE_RULES: dict[str, dict[str, Any]] = {
     "progress": {"minimum": 0, "maximum": 100},
-    "timestamp": {"format": "date-time", "maxLength": 64},
+    # JSON Schema's date-time is RFC 3339; the server reads it with datetime.fromisoformat,
+    # which refuses its lower-case `t`/`z` and leap seconds (and reads more ISO 8601 forms).
+    "timestamp": {
+        "format": "date-time", "maxLength": 64,
+        "description": "A date-time with a time part, e.g. `2025-11-26T01:25:31Z`: RFC 3339 with "
+                       "an upper-case `T` (or a space) and `Z`, no leap second; other ISO 8601 "
+                       "forms Python's datetime.fromisoformat reads are accepted too.",
+    },
 }
 
 BEARER = "bearerToken"

@@ -4,17 +4,31 @@ validators add beyond its schema in step with parse_update, and every error code
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import schemathesis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.requests import Request
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from jobwire.app import create_app
 from jobwire.config import Settings
-from jobwire.errors import InvalidUpdate, JobwireError
-from jobwire.openapi import UPDATE_RULES, document, error_codes, http_routes
+from jobwire.cursor import parse_resume_point
+from jobwire.errors import InvalidMessage, InvalidUpdate, JobwireError
+from jobwire.openapi import (
+    JOB_IDS_PATTERN,
+    RESUME_POINT_PATTERN,
+    UPDATE_RULES,
+    document,
+    error_codes,
+    http_routes,
+)
 from jobwire.protocol import parse_update
+from jobwire.transports.poll import job_ids_param
 from jobwire.transports.websocket import WS_PATH
 
 TRANSPORT_SETS = ["websocket,sse,longpoll,poll", "sse", "poll", "longpoll,poll", "websocket"]
@@ -174,3 +188,33 @@ def test_the_document_follows_the_app_it_describes():
     assert set(stream) == {"text/event-stream"}
     assert full["paths"]["/metrics"]["get"]["responses"]["200"]["content"].keys() == {
         "text/plain"}
+
+
+# The query parameters' patterns against the server's own parsing of them.
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.one_of(st.from_regex(RESUME_POINT_PATTERN, fullmatch=True), st.text(max_size=40)))
+def test_resume_point_pattern_is_what_the_server_reads(value):
+    matches = re.fullmatch(RESUME_POINT_PATTERN, value) is not None
+    try:
+        parse_resume_point(value, "last_seen")
+    except InvalidMessage:
+        assert not matches, repr(value)
+    else:
+        assert matches, repr(value)
+
+
+def query_request(**params: str) -> Request:
+    return Request({"type": "http", "query_string": urlencode(params).encode(), "headers": []})
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.one_of(st.from_regex(JOB_IDS_PATTERN, fullmatch=True),
+                 st.text(alphabet="ab,. /%:-_é", max_size=20)))
+def test_job_ids_pattern_is_what_the_server_reads(value):
+    matches = re.fullmatch(JOB_IDS_PATTERN, value) is not None
+    try:
+        job_ids_param(query_request(jobIds=value), limit=10**6)
+    except InvalidMessage:
+        assert not matches, repr(value)
+    else:
+        assert matches, repr(value)
