@@ -218,6 +218,14 @@ async def test_a_follower_gets_only_its_jobs_and_shared_false_opts_out(browser, 
     assert await follower.evaluate("applied") == [[mine, 1]]
     assert await connections(server, "websocket") == 1
 
+    # The leader's page closes its client but stays: the follower takes over.
+    await leader.evaluate("client.close()")
+    await follower.wait_for_function("client.leading && client.state === 'open'", timeout=T)
+    await publish(server, mine, user, "completed")
+    await until_seq(follower, mine, 2)
+    assert await follower.evaluate("applied") == [[mine, 1], [mine, 2]]
+    assert await leader.evaluate("[client.state, applied.length]") == ["closed", 2]
+
     alone = await context.new_page()
     await alone.goto(server.url + "/healthz", timeout=T)
     await alone.add_script_tag(url=server.url + "/static/jobwire.js")

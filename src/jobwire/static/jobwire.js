@@ -985,8 +985,9 @@
    *  it says over a BroadcastChannel of the same name. When the leader's tab goes, its lock is
    *  released and the tab waiting longest takes over: it asks the others where they are and
    *  resumes from the oldest cursor (resumeCursor), and each tab's own JobStore drops what it
-   *  already applied, so every event is shown once per tab. Each tab also holds a lock of its own for its lifetime; the others
-   *  wait on it to learn, without a message, that the tab is gone (its jobs leave the union).
+   *  already applied, so every event is shown once per tab. Each tab also holds a lock of its
+   *  own for its lifetime; the others wait on it to learn, without a message, that the tab is
+   *  gone (its jobs leave the union).
    *
    *  Messages: {t, from, cursor?, ...}: "hello"/"sub" (a tab's jobs and cursor), "bye",
    *  "elected" (a new leader asks for them again), "init" (to one tab: the connection's state
@@ -1224,12 +1225,29 @@
         }
       }
       if (sharing && canElect(root)) {
-        if (this._closed) return;
-        this._group = new TabGroup(this, sharedName(opts.url, this.principal), opts, token);
-        this.shared = true;
-        return this._group.start();
+        try {
+          await this._startElected(opts, token);
+          return;
+        } catch (_) {
+          /* locks or channels refused here (an opaque origin): run in the page */
+        }
       }
       this._startLocal(opts, token);
+    }
+
+    async _startElected(opts, token) {
+      if (this._closed) return;
+      const group = new TabGroup(this, sharedName(opts.url, this.principal), opts, token);
+      this._group = group;
+      this.shared = true;
+      try {
+        await group.start();
+      } catch (err) {
+        this._group = null;
+        this.shared = false;
+        group.close();
+        throw err;
+      }
     }
 
     _startLocal(opts, token) {
@@ -1304,7 +1322,10 @@
     // The leader's answer to this tab's hello (or to a change of its jobs).
     _joined(msg) {
       if (this._closed) return;
-      if (msg.principal) this._fromEngine("authenticated", msg.principal);
+      const p = msg.principal, now = this.principal || {};
+      if (p && (p.userId !== now.userId || p.role !== now.role || p.expiresAt !== now.expiresAt)) {
+        this._fromEngine("authenticated", p);
+      }
       if (msg.transport) {
         this._fromEngine("transport", {transport: msg.transport, previous: null, reason: "shared"});
       }
