@@ -62,9 +62,9 @@ SECURITY_SCHEMES = {
 ANY_TOKEN = [{name: []} for name in SECURITY_SCHEMES]
 
 ERROR_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-                405: "Method not allowed", 409: "Conflict", 410: "Gone",
-                413: "Payload too large", 422: "Invalid update", 429: "Too many requests",
-                503: "Unavailable"}
+                405: "Method not allowed (a known path, another method)", 409: "Conflict",
+                410: "Gone", 413: "Payload too large", 422: "Invalid update",
+                429: "Too many requests", 503: "Unavailable"}
 # Codes the routing layer answers with (transports/http.py http_error_handler).
 ROUTING_CODES = {404: "not_found", 405: "method_not_allowed"}
 
@@ -90,11 +90,10 @@ class _Components:
     def __init__(self) -> None:
         self.schemas: dict[str, Any] = {}
 
-    def add(self, model: type[BaseModel], name: str | None = None) -> dict[str, str]:
+    def add(self, model: type[BaseModel]) -> None:
         schema = model.model_json_schema(ref_template=REF)
         self.schemas.update(schema.pop("$defs", {}))
-        self.schemas[name or model.__name__] = schema
-        return self.ref(name or model.__name__)
+        self.schemas[model.__name__] = schema
 
     @staticmethod
     def ref(name: str) -> dict[str, str]:
@@ -121,12 +120,17 @@ def _non_null(prop: dict[str, Any]) -> list[dict[str, Any]]:
     return [b for b in prop.get("anyOf", [prop]) if b.get("type") != "null"]
 
 
-def _error_responses(codes: dict[int, list[str]]) -> dict[str, Any]:
+def _error_responses(codes: dict[int, list[str]], used: set[str]) -> dict[str, Any]:
+    """One response per error status, its codes listed; `used`: the statuses operations
+    answer (the others belong to codes only the streams send in-band, contract §7)."""
     out = {}
     for status, names in codes.items():
+        routing = status in ROUTING_CODES
+        note = "" if str(status) in used or routing else (
+            " (no HTTP endpoint answers it in this version)")
         out[f"Error{status}"] = {
             "description": f"{ERROR_TITLES.get(status, 'Error')}: "
-                           + ", ".join(f"`{c}`" for c in names),
+                           + ", ".join(f"`{c}`" for c in names) + note,
             "content": {"application/json": {"schema": {
                 "allOf": [_Components.ref("ErrorBody")],
                 "properties": {"error": {"properties": {"code": {"enum": names}}}},
@@ -323,6 +327,8 @@ def document(settings: Settings, routes: Iterable[Any], root_path: str = "") -> 
                 operation["security"] = ANY_TOKEN
             operation["operationId"] = f"{method}{_camel(path)}"
             paths.setdefault(path, {})[method] = operation
+    used = {status for ops in paths.values() for op in ops.values()
+            for status in op["responses"]}
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -334,12 +340,12 @@ def document(settings: Settings, routes: Iterable[Any], root_path: str = "") -> 
         },
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": dict(sorted(components.schemas.items())),
-                       "responses": _error_responses(error_codes()),
+                       "responses": _error_responses(error_codes(), used),
                        "securitySchemes": SECURITY_SCHEMES},
     }
     if root_path:
         doc["servers"] = [{"url": root_path}]
-    return doc
+    return copy.deepcopy(doc)  # nothing in it shared with this module's constants
 
 
 def _camel(path: str) -> str:
