@@ -181,7 +181,9 @@ def fuzz(operation: schemathesis.APIOperation, mode: GenerationMode, headers: di
 
     try:
         run()
-    except Exception as exc:  # the first failure of this operation; the others still run
+    # The first failure of this operation (schemathesis raises its failures as a
+    # BaseExceptionGroup, not an Exception); the other operations still run.
+    except (Exception, BaseExceptionGroup) as exc:
         tally.failures.append(f"{label}: {exc}")
 
 
