@@ -99,6 +99,9 @@ class JobEvent(_Out):
     progress: Annotated[float, Field(ge=0, le=100)]
     currentOperation: str | None
     timestamp: str
+    createdAt: str | None = Field(
+        description="The timestamp of the job's first event, the same in every event of the "
+                    "job; null for jobs stored by a version without it.")
     workerId: str | None
     etaSeconds: Annotated[float, Field(ge=0)] | None
     result: Any = Field(None, description="`job_completed` only: the terminal update's result.")

@@ -273,7 +273,8 @@ def test_sse_frames_match_the_document(api: Server, seeded: list[str]) -> None:
         assert orjson.loads(forbidden["data"])["code"] == "forbidden"
         assert orjson.loads(subscribed["data"])["type"] == "subscribed"
         for block in (forbidden, subscribed):
-            messages.validate_json(block["data"], strict=True)
+            message = messages.validate_json(block["data"], strict=True)
+            assert orjson.loads(block["data"]).keys() <= type(message).model_fields.keys()
         r = httpx.post(f"{api.url}/api/v2/jobs/{seeded[0]}/status", timeout=WAIT,
                        headers=api.headers("sse-publisher", "publisher"),
                        json={"userId": USER, "status": "processing", "progress": 3})
@@ -284,6 +285,8 @@ def test_sse_frames_match_the_document(api: Server, seeded: list[str]) -> None:
         while not {"status_update", "job_stalled", "heartbeat"} <= kinds:
             (block,) = sse_blocks(lines, 1)
             message = messages.validate_json(block["data"], strict=True)
+            # Every key sent is described: a new field must be added to jobwire.schemas.
+            assert orjson.loads(block["data"]).keys() <= type(message).model_fields.keys()
             kinds.add(message.type)
             if isinstance(message, JobEvent):
                 assert block["id"] == message.id
