@@ -99,6 +99,13 @@ async def open_tab(context: BrowserContext, server: Server, token: str) -> Page:
     """A tab following every job of the token's user, recording [jobId, seq] of every event it
     applied in `applied`, their ids in `ids`; `page.subscribes` collects the subscribe
     messages its WebSockets send."""
+    page = await load_tab(context, server)
+    await follow(page, token)
+    return page
+
+
+async def load_tab(context: BrowserContext, server: Server) -> Page:
+    """A tab with jobwire.js loaded, not connected yet."""
     page = await context.new_page()
     subscribes: list[dict] = []
     page.subscribes = subscribes  # type: ignore[attr-defined]
@@ -114,6 +121,11 @@ async def open_tab(context: BrowserContext, server: Server, token: str) -> Page:
     await page.goto(server.url + "/healthz", timeout=T)
     assert await page.evaluate("typeof SharedWorker") == "undefined"
     await page.add_script_tag(url=server.url + "/static/jobwire.js")
+    return page
+
+
+async def follow(page: Page, token: str) -> None:
+    """Connect the tab's client and wait until it is open and shared."""
     await page.evaluate("""(token) => {
         window.applied = []; window.ids = []; window.errors = [];
         window.client = Jobwire.connect({token});
@@ -122,7 +134,6 @@ async def open_tab(context: BrowserContext, server: Server, token: str) -> Page:
     }""", token)
     await page.wait_for_function("client.state === 'open'", timeout=T)
     assert await page.evaluate("client.shared") is True
-    return page
 
 
 async def leaders(tabs: list[Page]) -> list[Page]:
@@ -184,6 +195,28 @@ async def test_three_tabs_one_connection_and_a_new_leader_misses_nothing(browser
     assert await connections(server, "websocket") == 1
     await context.close()
     await wait_for_sessions(server, "websocket", 0)
+
+
+async def test_tabs_that_start_together_elect_one_leader_and_a_late_tab_joins(browser, servers,
+                                                                              uid):
+    server, user = servers(), f"{uid}-u"
+    context = await without_shared_worker(browser)
+    tabs = [await load_tab(context, server) for _ in range(3)]
+    await asyncio.gather(*(follow(tab, server.token(user)) for tab in tabs))
+    assert len(await leaders(tabs)) == 1
+    await wait_for_sessions(server, "websocket", 1)
+    job = f"{uid}-j"
+    await publish(server, job, user, "queued")
+    for tab in tabs:
+        await until_seq(tab, job, 1)
+    assert await connections(server, "websocket") == 1
+
+    # A tab opened later is given the jobs' current state by the leader.
+    late = await open_tab(context, server, server.token(user))
+    await until_seq(late, job, 1)
+    assert not await late.evaluate("client.leading")
+    assert await connections(server, "websocket") == 1
+    await context.close()
 
 
 async def test_users_of_one_browser_never_share(browser, servers, uid):
