@@ -18,6 +18,8 @@ export interface JobState {
   progress: number;
   currentOperation: string | null;
   timestamp: string;
+  /** The `timestamp` of the job's first event: when it began (null from older servers). */
+  createdAt: string | null;
   workerId: string | null;
   etaSeconds: number | null;
   result?: unknown;
@@ -216,5 +218,7 @@ export default Jobwire;
 
 declare global {
   // Set by <script src="/static/jobwire.js">.
-  var Jobwire: typeof import("./jobwire.mjs").default;
+  // ./jobwire.js, not ./jobwire.mjs: the same types, and a CommonJS project (module node16)
+  // may not import an ES module from a declaration.
+  var Jobwire: typeof import("./jobwire.js").default;
 }
