@@ -51,6 +51,21 @@ test("a stall marks the job and keeps its state; the next update clears it", () 
   assert.equal(s.apply(ev("160-0", 3)).stalled, false);
 });
 
+test("a stalled state relayed from another store stays stalled", () => {
+  // The shared connection's store turns a job_stalled event into a state of the job's own
+  // type, with eventType saying what made it; a tab's store applies that state.
+  const shared = new JobStore();
+  shared.apply(ev("100-0", 1));
+  const relayed = shared.apply({ type: "job_stalled", id: "150-0", seq: 2, jobId: "j1",
+                                 userId: "u", status: "processing", progress: 10 });
+  assert.equal(relayed.type, "status_update");
+  const tab = new JobStore();
+  const state = tab.apply(JSON.parse(JSON.stringify(relayed)));
+  assert.equal(state.stalled, true);
+  assert.equal(state.eventType, "job_stalled");
+  assert.equal(tab.apply(ev("160-0", 3)).stalled, false);
+});
+
 test("events without a job or an id are not job events", () => {
   const s = new JobStore();
   assert.equal(s.apply({ type: "heartbeat" }), null);

@@ -154,14 +154,16 @@
       const cur = this.jobs.get(ev.jobId);
       if (cur && compareIds(ev.id, cur.id) <= 0) return null;
       let state;
-      if (ev.type === "job_stalled") {
+      // A state relayed from another store (the shared connection's, a leader tab's) keeps
+      // its original `type` and says what made it in `eventType`.
+      if (ev.type === "job_stalled" || ev.eventType === "job_stalled") {
         state = Object.assign({status: "processing", progress: 0}, cur || {}, ev,
                               {stalled: true});
         if (cur) state.type = cur.type;
       } else {
         state = Object.assign({}, ev, {stalled: false});
       }
-      state.eventType = ev.type;
+      state.eventType = ev.eventType || ev.type;
       this.jobs.set(ev.jobId, state);
       return state;
     }
