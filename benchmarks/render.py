@@ -687,6 +687,41 @@ def block_readme(records: list[Record]) -> str:
     return text
 
 
+# --- the commands users run (tests/websocket/, tests/performance/) -----------------------
+
+SEED_SCRIPTS = ("test_connection", "websocket_load_test", "status_update_throughput",
+                "realtime_load_test")
+
+
+def seed_value(c: dict[str, Any]) -> str:
+    """A criterion's measured value as the script printed it: shares of 99 % and above with
+    three decimals (99.9 % is a threshold), counts whole."""
+    v, unit = c["value"], c["unit"]
+    if v is None:
+        return "not measured"
+    if unit == "%":
+        return f"{v:.3f} %" if 99 <= v < 100 else f"{v:.1f} %"
+    return f"{n(v)} {unit}" if unit == "connections" else f"{f(v)} {unit}"
+
+
+def block_seed_commands(records: list[Record]) -> str:
+    """The newest run of each command, with its PASS/FAIL lines and exit status (the verdicts
+    are the scripts' own, judged by tests/performance/lib/criteria.js)."""
+    parts = []
+    for script in SEED_SCRIPTS:
+        rec = newest(named(records, f"seed-{script}"))
+        if rec is None:
+            parts.append(nothing(f"`{script}`"))
+            continue
+        r = rec["result"]
+        rows = [[c["label"], seed_value(c), c["detail"],
+                 "**PASS**" if c["verdict"] == "PASS" else "FAIL"] for c in r["criteria"]]
+        parts.append(f"`{' '.join(rec['parameters']['command'])}`: exit status "
+                     f"{r['exitStatus']}, {when(rec)} ({link(rec)})\n\n"
+                     + table(["criterion", "measured", "how", "verdict"], rows))
+    return "\n\n".join(parts)
+
+
 # --- the result files ---------------------------------------------------------------------
 
 def block_machine(records: list[Record]) -> str:
@@ -735,6 +770,7 @@ BLOCKS: dict[str, Callable[[list[Record]], str]] = {
     "browser": block_browser,
     "report-overhead": block_report_overhead,
     "celery_progress": block_celery_progress,
+    "seed_commands": block_seed_commands,
     "files": block_files,
     "readme": block_readme,
 }
