@@ -12,7 +12,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.browser import test_dashboard
 from tests.browser.test_dashboard import T
-from tests.integration.django_site import run_example
+from tests.integration.with_django.site import run_example
 
 PASSWORDS = {"alice": "alice-jobwire", "bob": "bob-jobwire"}  # the example's demo users
 

@@ -19,7 +19,7 @@ from tests.conftest import (
     WAIT,
     start_server,
 )
-from tests.integration.django_site import (
+from tests.integration.with_django.site import (
     EXAMPLE,
     ROOT,
     Site,

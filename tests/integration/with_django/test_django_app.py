@@ -14,7 +14,7 @@ from tests.conftest import (
     WAIT,
     eventually,
 )
-from tests.integration.django_site import (
+from tests.integration.with_django.site import (
     login,
     ws_connect,
 )

@@ -5,7 +5,7 @@ websockets with the session cookie a real login set.
 
 The test process also sets Django up on the same SQLite file (users are created, sessions
 aged and the template tags rendered there), with the example's settings: once per process,
-so the `site` fixture (tests/integration/conftest.py) is session-scoped."""
+so the `site` fixture (conftest.py here) starts it once for the package."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from tests.conftest import (
     start_redis,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "django_celery"
 PASSWORD = "a-test-password-1"
 
