@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.browser import test_dashboard
 from tests.browser.test_dashboard import T
-from tests.conftest import WAIT, Server, _started, free_port
+from tests.conftest import WAIT, _started, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 5
@@ -32,7 +32,8 @@ class Process:
     url: str
     process: subprocess.Popen[bytes]
 
-    stop = Server.stop  # SIGTERM, then kill if it does not exit in time: it reads only .process
+    def stop(self) -> None:
+        stop_process(self.process)
 
 
 def start_process(args: list[str], port: int, ready_path: str,

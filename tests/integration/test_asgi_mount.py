@@ -19,7 +19,7 @@ import websockets
 from httpx_sse import aconnect_sse
 
 from jobwire.tokens import Tokens
-from tests.conftest import WAIT, Client, _started, free_port
+from tests.conftest import WAIT, Client, _started, free_port, stop_process
 
 PREFIX = "/realtime"
 
@@ -38,13 +38,7 @@ class Host:
         return {"Authorization": f"Bearer {self.tokens.mint(user, role)}"}
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
 
 def start_host(kind: str) -> Host:

@@ -20,7 +20,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -30,9 +29,9 @@ from jobwire.tokens import Tokens
 from tests.conftest import (
     WAIT,
     Client,
-    Server,
     free_port,
     start_redis,
+    stop_process,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -95,7 +94,7 @@ def run_example(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
         yield url
     finally:
         # SIGTERM, which run.py takes as Ctrl+C; killed if it does not exit in time.
-        Server.stop(SimpleNamespace(process=run))  # type: ignore[arg-type]
+        stop_process(run)
 
 
 def _ready(url: str) -> bool:
