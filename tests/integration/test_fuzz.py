@@ -7,10 +7,20 @@ import json
 import secrets
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import WAIT, connect, metric
+from tests.conftest import WAIT, connect, metric, start_server
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A server of this module's own: "nothing was published" is read off its event counter,
+    which another module's job going stalled on a shared server would move."""
+    srv = start_server(heartbeat_seconds=30, auth_timeout_seconds=1, max_message_bytes=4096)
+    yield srv
+    srv.stop()
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
