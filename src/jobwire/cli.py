@@ -123,6 +123,24 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    from .capacity import report
+
+    if args.costs:
+        try:
+            with open(args.costs, encoding="utf-8") as fh:
+                text, origin = fh.read(), args.costs
+        except OSError as exc:
+            raise ValueError(f"--costs {args.costs}: {exc.strerror}") from None
+    else:
+        text = resources.files("jobwire").joinpath("capacity_costs.json").read_text()
+        origin = "jobwire/capacity_costs.json"
+    print(report(args, text, origin))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobwire", description="Live job status.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     register_watch(sub)
     from .loadtest import register as register_loadtest
     register_loadtest(sub)
+    from .capacity import add_arguments as capacity_arguments
+    capacity = sub.add_parser("capacity", help="instances, Redis shards, memory and bandwidth "
+                                               "a load needs")
+    capacity_arguments(capacity)
+    capacity.set_defaults(func=cmd_capacity)
     return parser
 
 
