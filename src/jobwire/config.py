@@ -31,6 +31,9 @@ class Settings:
     redis_durable_replicas: int = _setting(
         0, "replicas that must confirm a publish before it is acknowledged (WAIT)", 0)
     redis_channel_prefix: str = _setting("", "prefix of the Redis pub/sub channel names")
+    redis_partitions: int = _setting(
+        16, "Redis Cluster: partitions users are spread over (the same on every instance, "
+            "for the life of the data)", 1)
     authenticate: str | None = _setting(
         None, "the app's sign-in for requests without a token: package.module:function "
               "returning jobwire.auth.Identity or None")
@@ -94,9 +97,16 @@ class Settings:
             raise ConfigError(f"JOBWIRE_WORKERS={self.workers} needs a fixed JOBWIRE_PORT: "
                               "with port 0 each worker would listen on a port of its own")
         if self.redis_url is not None and not self.redis_url.startswith(
-                ("redis://", "rediss://", "unix://", "redis+sentinel://")):
+                ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")):
             raise ConfigError(f"JOBWIRE_REDIS_URL={self.redis_url!r}: use redis://host:port/db, "
-                              "rediss://…, unix://path or redis+sentinel://host:port,…/master")
+                              "rediss://…, unix://path, redis+sentinel://host:port,…/master "
+                              "or redis+cluster://host:port,host:port…")
+        if self.redis_partitions > 1024:
+            raise ConfigError(f"JOBWIRE_REDIS_PARTITIONS={self.redis_partitions}: at most 1024")
+        if (self.redis_url or "").startswith("redis+cluster://") and (
+                "{" in self.redis_prefix or "}" in self.redis_prefix):
+            raise ConfigError(f"JOBWIRE_REDIS_PREFIX={self.redis_prefix!r}: no '{{' or '}}' "
+                              "on Redis Cluster (they would choose the keys' slot)")
 
     @property
     def transport_list(self) -> tuple[str, ...]:

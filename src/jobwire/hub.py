@@ -47,8 +47,9 @@ class Hub:
         self.unsubscribe_all(session)
         self.unsubscribe_jobs(session, list(session.job_ids))
 
-    def route(self, event: Event) -> int:
-        """Deliver `event` to every session that subscribed to it and may see it."""
+    def route(self, event: Event, admins: bool | None = None) -> int:
+        """Deliver `event` to every session that subscribed to it and may see it (only to
+        admins' sessions, or only to the others, when `admins` says so)."""
         by_job = self.by_job.get(event.job_id)
         by_user = self.by_user.get(event.user_id)
         everything = self.everything
@@ -67,11 +68,18 @@ class Hub:
         for session in recipients:
             # Checked again at delivery: a job-id subscription may name a job that later
             # turned out to be someone else's.
-            if session.principal.may_see(owner):
+            principal = session.principal
+            if principal.may_see(owner) and (admins is None or principal.is_admin is admins):
                 session.deliver(event)
                 count += 1
         self.delivered += count
         return count
+
+    def route_members(self, event: Event) -> int:
+        return self.route(event, admins=False)
+
+    def route_admins(self, event: Event) -> int:
+        return self.route(event, admins=True)
 
 
 def _discard(index: dict[str, set[Session]], key: str, session: Session) -> None:

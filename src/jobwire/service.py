@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .auth import AuthenticateHook, AuthHook, JwtAuth, Principal, load_hook
 from .broker import Broker, Scope
+from .broker.base import EVERYONE
 from .broker.memory import MemoryBroker
 from .config import Settings
 from .cursor import Position, format_id, parse_id
@@ -52,7 +53,12 @@ class Service:
             self.sessions_store = RedisSessions(url, settings.session_prefix)
         self.limits = Limits(settings)
         self.hub = Hub()
-        self.broker.add_listener(self.hub.route)
+        if self.broker.split_audience:
+            self.broker.add_listener(self.hub.route_members)
+            self.broker.add_admin_listener(self.hub.route_admins)
+        else:
+            self.broker.add_listener(self.hub.route)
+        self.followed: dict[Session, str] = {}  # what each session had the broker follow
         self.sessions: dict[Session, str] = {}  # live sessions → transport name
         self.latency = Histogram()  # acceptance → write to a client, seconds
         self.shed_closed = 0  # events shed by sessions that have ended
@@ -80,6 +86,9 @@ class Service:
 
     def close_session(self, session: Session) -> None:
         self.hub.remove(session)
+        followed = self.followed.pop(session, None)
+        if followed is not None:
+            self.broker.unfollow([followed])
         if self.sessions.pop(session, None) is not None:
             self.shed_closed += session.shed
             self.slow_disconnects += session.closed is CloseReason.SLOW
@@ -141,6 +150,16 @@ class Service:
             raise TooManySubscriptions(
                 f"at most {self.settings.max_subscriptions} subscriptions per connection")
 
+        if session not in self.followed:
+            # The broker delivers this principal's events from now on (first, so that what
+            # the read below does not cover arrives live).
+            key = EVERYONE if p.is_admin else p.user_id
+            await self.broker.follow([key])
+            if session in self.sessions:
+                self.followed[session] = key
+            else:
+                self.broker.unfollow([key])  # it closed meanwhile
+        scope = replace(scope, admin=p.is_admin)
         before = _subscriptions(session)
         already = _frozen_matcher(before)
         session.begin_sync()
@@ -247,6 +266,12 @@ def make_broker(settings: Settings) -> Broker:
         stalled_after_seconds=settings.stalled_after_seconds)
     if settings.redis_url is None:
         return MemoryBroker(**common)
+    if settings.redis_url.startswith("redis+cluster://"):
+        from .broker.cluster import ClusterBroker
+
+        return ClusterBroker(settings.redis_url, prefix=settings.redis_prefix,
+                             partitions=settings.redis_partitions,
+                             durable_replicas=settings.redis_durable_replicas, **common)
     from .broker.redis import RedisBroker
 
     return RedisBroker(settings.redis_url, prefix=settings.redis_prefix,

@@ -1,5 +1,8 @@
-"""One suite, both brokers: the in-process broker and Redis (a real private redis-server)
-must behave the same behind the broker interface."""
+"""One suite, every broker: the in-process broker, Redis (a real private redis-server) and
+Redis Cluster (three real primaries) must behave the same behind the broker interface.
+
+The cluster broker delivers only what its instance follows: here it follows everyone, as
+an instance serving an admin does, and the suite listens to that merged, id-ordered feed."""
 
 from __future__ import annotations
 
@@ -8,11 +11,14 @@ import asyncio
 import pytest
 
 from jobwire.broker import Scope
+from jobwire.broker.base import EVERYONE
+from jobwire.broker.cluster import ClusterBroker
 from jobwire.broker.memory import MemoryBroker
 from jobwire.broker.redis import RedisBroker
 from jobwire.errors import BrokerUnavailable, CursorExpired, OwnerMismatch
 from jobwire.protocol import parse_update
 from tests.conftest import WAIT, start_redis
+from tests.rediscluster import start_redis_cluster
 
 
 def upd(job="j", user="u", **fields):
@@ -26,26 +32,40 @@ def redis_url():
     server.stop()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="module")
+def cluster_url():
+    cluster = start_redis_cluster(masters=3, replicas=0)
+    yield cluster.url
+    cluster.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def broker(request, redis_url):
     options = dict(history_size=5, global_history_size=8, max_updates_per_second=10,
                    stalled_after_seconds=0.3)
     if request.param == "memory":
         b = MemoryBroker(**options)
-    else:
+    elif request.param == "redis":
         b = RedisBroker(redis_url, prefix=f"t{id(request)}:", **options)
+    else:
+        b = ClusterBroker(request.getfixturevalue("cluster_url"), prefix=f"t{id(request)}:",
+                          **options)
     seen, arrived = [], asyncio.Event()
 
     def listen(event):
         seen.append(event)
         arrived.set()
 
-    b.add_listener(listen)
+    if isinstance(b, ClusterBroker):
+        b.add_admin_listener(listen)
+    else:
+        b.add_listener(listen)
     b.seen, b.arrived = seen, arrived
     await b.start()
+    await b.follow([EVERYONE, "u", "v"])
     assert b.ready()
     yield b
-    await b.stop()
+    await asyncio.wait_for(b.stop(), WAIT)
 
 
 async def wait_seen(broker, count):
@@ -178,9 +198,14 @@ async def reads(broker) -> int:
     none, ever). Redis's own command counters: what reached Redis, not what was called."""
     if not isinstance(broker, RedisBroker):
         return 0
-    stats = await broker.redis.info("commandstats")
     names = ("cmdstat_evalsha", "cmdstat_xinfo", "cmdstat_xrange", "cmdstat_hmget")
-    return sum(v["calls"] for k, v in stats.items() if k.startswith(names))
+    if isinstance(broker, ClusterBroker):
+        per_node = await broker.redis.info("commandstats",
+                                           target_nodes=broker.redis.get_primaries())
+        every = [stats for stats in per_node.values()]
+    else:
+        every = [await broker.redis.info("commandstats")]
+    return sum(v["calls"] for stats in every for k, v in stats.items() if k.startswith(names))
 
 
 async def test_recent_resumes_are_answered_without_a_round_trip(broker):

@@ -4,7 +4,7 @@ same semantics; the in-process one is the default and the reference."""
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ class Scope:
     job_ids: frozenset[str] | None = None
     user_id: str | None = None
     owner: str | None = None
+    admin: bool = False  # read for an admin (a broker may order admins' feed differently)
 
 
 @dataclass(slots=True)
@@ -37,18 +38,40 @@ class View:
 
 Listener = Callable[[Event], None]
 
+EVERYONE = "*"  # the follow() key of an admin: every user (never a user id, not an Ident)
+
 
 class Broker(abc.ABC):
+    # True: events reach admins' sessions through their own listeners (add_admin_listener),
+    # in an order of their own, and the other listeners serve everyone else.
+    split_audience = False
+
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
+        self._admin_listeners: list[Listener] = []
 
     def add_listener(self, listener: Listener) -> None:
         """`listener` is called synchronously with every event, in order."""
         self._listeners.append(listener)
 
+    def add_admin_listener(self, listener: Listener) -> None:
+        """With `split_audience`: called with every event, in id order, for admins."""
+        self._admin_listeners.append(listener)
+
     def _fan_out(self, event: Event) -> None:
         for listener in self._listeners:
             listener(event)
+
+    def _fan_out_admins(self, event: Event) -> None:
+        for listener in self._admin_listeners:
+            listener(event)
+
+    async def follow(self, keys: Iterable[str]) -> None:  # noqa: B027 - optional hook
+        """Deliver the events of these user ids (or "*": everyone's) to this instance from
+        now on; returns once they flow. Brokers that deliver everything anyway ignore it."""
+
+    def unfollow(self, keys: Iterable[str]) -> None:  # noqa: B027 - optional hook
+        """Undo one `follow` of each key."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect and start background work."""

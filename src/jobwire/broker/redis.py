@@ -33,7 +33,7 @@ from ..jobstate import DeferredIds, event_from, is_placeholder, job_from_state
 from ..protocol import JobUpdate, now_iso
 from .base import Broker, Scope, View
 from .redisconn import connect, is_missing_key, unavailable
-from .rediskeys import CHANNELS, Keys, Retention, commit_call, script
+from .rediskeys import CHANNELS, Keys, Retention, commit_call, script, view_states
 from .redissub import Subscriber
 
 __all__ = ["CHANNELS", "RedisBroker", "connect"]
@@ -84,12 +84,15 @@ class RedisBroker(Broker):
             await asyncio.wait_for(asyncio.shield(ready), 5)
 
     async def stop(self) -> None:
+        await self._stop_tasks()
+        await self.redis.aclose()
+
+    async def _stop_tasks(self) -> None:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.redis.aclose()
 
     def ready(self) -> bool:
         """Subscribed and caught up, on a link that answered a PING within seconds."""
@@ -112,6 +115,7 @@ class RedisBroker(Broker):
         with the pure state machine, then commit them all in one script call. A job that moved
         meanwhile (another instance) fails its commits and its updates are recomputed."""
         results: list[Ack | JobwireError | None] = [None] * len(updates)
+        committed: list[Any] = []  # the commit calls that were stored
         todo = list(range(len(updates)))
         for _ in range(COMMIT_ATTEMPTS):
             if not todo:
@@ -136,7 +140,9 @@ class RedisBroker(Broker):
                 books[update.jobId] = (version, book, bumps + 1)
                 planned.append((i, ack, event, job.event,
                                 self._commit_call(job, expected, event, remember)))
-            replies = await self._commit_all([call for *_, call in planned]) if planned else []
+            calls = [call for *_, call in planned]
+            replies = await self._commit_all(calls) if planned else []
+            committed.extend(c for c, r in zip(calls, replies, strict=True) if r[0])
             failed: set[str] = set()
             real: dict[tuple[str, str], str] = {}  # (job, placeholder id) -> the real id
             retry = []
@@ -155,26 +161,27 @@ class RedisBroker(Broker):
                     ack = Ack(job_id, real[job_id, ack.id], ack.seq)  # an event of this batch
                 results[i] = ack
                 if ack.flush_at is not None:
-                    self._schedule_flush(job_id, ack.flush_at - now)
+                    self._schedule_flush(self._job_key(updates[i]), job_id, ack.flush_at - now)
             todo = retry
         for i in todo:
             results[i] = BrokerUnavailable(f"job {updates[i].jobId} is too contended; retry")
         if self.durable_replicas and any(isinstance(r, Ack) for r in results):
             # Every acknowledgement, a deduplicated retry's too: its first attempt may have
             # been stored on the master alone, and answered 503 for that.
-            await self._await_replicas()
+            await self._await_replicas(committed)
         return [r for r in results if r is not None]
 
     async def _read_jobs(self, updates: list[JobUpdate], todo: list[int]
                          ) -> dict[str, tuple[str | None, JobBook, int]]:
         """One pipeline: the state of every job in `todo`, and the eventIds they name."""
+        keys = {updates[i].jobId: self._job_key(updates[i]) for i in reversed(todo)}
         job_ids = list(dict.fromkeys(updates[i].jobId for i in todo))
         named = [(updates[i].jobId, updates[i].eventId) for i in todo if updates[i].eventId]
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(self.keys.job(job_id), "v", "s", "id")
+                pipe.hmget(keys[job_id], "v", "s", "id")
             for job_id, event_id in named:
-                pipe.hget(f"{self.keys.job(job_id)}:eids", event_id)
+                pipe.hget(f"{keys[job_id]}:eids", event_id)
             replies = await pipe.execute()
         books: dict[str, tuple[str | None, JobBook, int]] = {}
         for job_id, (version, state, latest) in zip(job_ids, replies, strict=False):
@@ -193,15 +200,19 @@ class RedisBroker(Broker):
         return JobBook(max_updates_per_second=self.rate,
                        clock=DeferredIds())  # type: ignore[arg-type]
 
-    def _schedule_flush(self, job_id: str, delay: float) -> None:
-        asyncio.get_running_loop().call_later(
-            max(0.0, delay), lambda: asyncio.ensure_future(self._flush(job_id)))
+    def _job_key(self, update: JobUpdate) -> str:
+        """Where the job an update names is kept."""
+        return self.keys.job(update.jobId)
 
-    async def _transact(self, job_id: str, *, stall: bool = False) -> None:
+    def _schedule_flush(self, key: str, job_id: str, delay: float) -> None:
+        asyncio.get_running_loop().call_later(
+            max(0.0, delay), lambda: asyncio.ensure_future(self._flush(key, job_id)))
+
+    async def _transact(self, key: str, job_id: str, *, stall: bool = False) -> None:
         """Deliver a job's waiting conflated update or, with `stall`, report it stalled:
-        read, apply, commit if unchanged, as a publish does."""
+        read, apply, commit if unchanged, as a publish does. `key` is the job's hash."""
         for _ in range(COMMIT_ATTEMPTS):
-            version, state, latest = await self.redis.hmget(self.keys.job(job_id), "v", "s", "id")
+            version, state, latest = await self.redis.hmget(key, "v", "s", "id")
             if state is None:
                 return
             book = self._book()
@@ -233,7 +244,7 @@ class RedisBroker(Broker):
         keys = [self.keys.global_stream, self.keys.all_jobs, self.keys.processing]
         return await self._commit(keys=keys, args=[orjson.dumps(commits)])
 
-    async def _await_replicas(self) -> None:
+    async def _await_replicas(self, committed: list[Any]) -> None:
         """Durable mode: answer only once replicas hold everything written so far, so an
         acknowledged update survives a failover. Too few in time: 503, and the publisher
         retries (an eventId makes the retry idempotent).
@@ -250,16 +261,16 @@ class RedisBroker(Broker):
             raise BrokerUnavailable(
                 f"stored, but {acked} of {self.durable_replicas} replicas confirmed; retry")
 
-    async def _flush(self, job_id: str, attempt: int = 1) -> None:
+    async def _flush(self, key: str, job_id: str, attempt: int = 1) -> None:
         try:
-            await self._transact(job_id)
+            await self._transact(key, job_id)
         except (RedisError, OSError):
             # Acknowledged and stored as waiting: try again soon rather than leave it to
             # the stall sweep (a minute by default).
             if attempt < FLUSH_ATTEMPTS:
                 asyncio.get_running_loop().call_later(
                     FLUSH_RETRY_SECONDS,
-                    lambda: asyncio.ensure_future(self._flush(job_id, attempt + 1)))
+                    lambda: asyncio.ensure_future(self._flush(key, job_id, attempt + 1)))
             else:
                 log.warning("could not deliver the conflated update of job %s", job_id)
 
@@ -294,13 +305,7 @@ class RedisBroker(Broker):
         with unavailable():
             raw = await self._view(keys=keys, args=[self.keys.job(""), *ids])
             head = parse_id(raw[0])
-            states = []
-            for i in range(1, len(raw), 3):
-                state = orjson.loads(raw[i + 1])
-                if scope.owner is not None and state["userId"] != scope.owner:
-                    continue
-                if state["event"] is not None and raw[i + 2]:
-                    states.append({**state["event"], "id": raw[i + 2]})
+            states = view_states(raw, scope.owner)
             events: list[Event] = []
             if after is not None:
                 log_user = scope.owner if scope.owner is not None else scope.user_id
@@ -390,7 +395,7 @@ class RedisBroker(Broker):
                 silent = await self.redis.zrangebyscore(self.keys.processing, "-inf",
                                                         now - self.stalled_after)
                 for job_id in silent:
-                    await self._transact(job_id, stall=True)
+                    await self._transact(self.keys.job(job_id), job_id, stall=True)
                 minid = f"{int((now - self.retention.ttl_seconds) * 1000)}-0"
                 await self.redis.xtrim(self.keys.global_stream, minid=minid, approximate=True)
             except asyncio.CancelledError:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -25,12 +26,15 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def connect(url: str) -> aioredis.Redis:
-    """A client for `redis://`, `rediss://`, `unix://`, or a Sentinel URL
+    """A client for `redis://`, `rediss://`, `unix://`, a Sentinel URL
     `redis+sentinel://[:password@]host:port[,host:port…]/master-name[/db]`, whose client
     asks the sentinels for the current master on every new connection (so it follows a
-    failover)."""
+    failover), or a cluster URL `redis+cluster://[:password@]host:port[,host:port…]` (any
+    nodes of it: the client learns the rest)."""
     options: dict[str, Any] = dict(decode_responses=True, health_check_interval=5,
                                    socket_connect_timeout=2, socket_timeout=5)
+    if url.startswith("redis+cluster://"):
+        return _cluster(url)  # type: ignore[return-value]
     if not url.startswith("redis+sentinel://"):
         # A bounded pool that makes callers wait for a connection: a burst of thousands of
         # subscribes must queue, not open thousands of connections at once.
@@ -52,6 +56,19 @@ def connect(url: str) -> aioredis.Redis:
         options["password"] = unquote(parts.password)
     sentinel = Sentinel(sentinels, socket_timeout=2)
     return sentinel.master_for(path[0], **options)
+
+
+def _cluster(url: str) -> RedisCluster:
+    parts = urlsplit(url)
+    nodes = []
+    for host in parts.netloc.rsplit("@", 1)[-1].split(","):
+        name, _, port = host.rpartition(":")
+        nodes.append(ClusterNode(name or "127.0.0.1", int(port or 6379)))
+    if parts.path.strip("/"):
+        raise ValueError("a Redis Cluster has one database: no /db in redis+cluster:// URLs")
+    return RedisCluster(startup_nodes=nodes, decode_responses=True, socket_connect_timeout=2,
+                        socket_timeout=5, password=unquote(parts.password) if parts.password
+                        else None)
 
 
 def named_master(redis: aioredis.Redis) -> tuple[str, int] | None:

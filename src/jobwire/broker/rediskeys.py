@@ -13,6 +13,7 @@ from ..events import JOB_COMPLETED, Event
 from ..jobs import Job
 from ..jobstate import job_to_state
 from ..protocol import Status
+from .clusterkeys import ClusterKeys
 
 CHANNELS = ("job_status_updates", "job_progress_updates", "job_completion_updates")
 
@@ -25,8 +26,9 @@ def script(name: str) -> str:
 class Keys:
     prefix: str = "jobwire:"
 
-    def job(self, job_id: str) -> str:
-        """A job's hash: version, state, latest event id."""
+    def job(self, job_id: str, user_id: str | None = None) -> str:
+        """A job's hash: version, state, latest event id (`user_id` matters only to the
+        cluster's keys, which keep a job in its owner's partition)."""
         return f"{self.prefix}job:{job_id}"
 
     def user_stream(self, user_id: str) -> str:
@@ -61,7 +63,7 @@ class Retention:
     ttl_seconds: float
 
 
-def commit_call(keys: Keys, channels: tuple[str, ...], retention: Retention, job: Job,
+def commit_call(keys: Keys | ClusterKeys, channels: tuple[str, ...], retention: Retention, job: Job,
                 expected: str, event: Event | None, remember: list[str]) -> list[Any]:
     """One commit of commit.lua: `job`'s new state (and event), as strings. `expected` is the
     job's version it was computed from; `remember`, the eventIds it newly answered."""
@@ -74,7 +76,7 @@ def commit_call(keys: Keys, channels: tuple[str, ...], retention: Retention, job
         channel = (channels[2] if payload["type"] == JOB_COMPLETED
                    else channels[1] if event.progress_only else channels[0])
     processing = status is Status.PROCESSING and not job.stalled
-    job_key = keys.job(job.job_id)
+    job_key = keys.job(job.job_id, job.user_id)
     return [job_key, keys.user_stream(job.user_id), f"{job_key}:eids",
             keys.user_jobs(job.user_id), expected,
             orjson.dumps(job_to_state(job)).decode(), event_json, channel,
@@ -83,3 +85,15 @@ def commit_call(keys: Keys, channels: tuple[str, ...], retention: Retention, job
             str(int(retention.ttl_seconds)) if status.terminal else "",
             "1" if event is not None and event.progress_only else "0", str(job.seq),
             remember]
+
+
+def view_states(raw: list[Any], owner: str | None) -> list[dict[str, Any]]:
+    """The job states in a reply of view.lua (after its head), those of `owner` if given."""
+    states = []
+    for i in range(1, len(raw), 3):
+        state = orjson.loads(raw[i + 1])
+        if owner is not None and state["userId"] != owner:
+            continue
+        if state["event"] is not None and raw[i + 2]:
+            states.append({**state["event"], "id": raw[i + 2]})
+    return states

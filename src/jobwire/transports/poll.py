@@ -39,9 +39,10 @@ def job_ids_param(request: Request, limit: int) -> list[str] | None:
 def scope_for(principal: Principal, job_ids: list[str] | None, user_id: str | None) -> Scope:
     if job_ids is not None:
         return Scope(job_ids=frozenset(job_ids),
-                     owner=None if principal.is_admin else principal.user_id)
+                     owner=None if principal.is_admin else principal.user_id,
+                     admin=principal.is_admin)
     if principal.is_admin:
-        return Scope(user_id=user_id)
+        return Scope(user_id=user_id, admin=True)
     return Scope(user_id=principal.user_id)
 
 
