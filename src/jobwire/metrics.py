@@ -34,6 +34,10 @@ class ServiceCollector(Collector):
                                 value=len(svc.hub.by_job))
         yield CounterMetricFamily("jobwire_events_published", "Job events accepted",
                                   value=getattr(svc.broker, "published", 0))
+        yield CounterMetricFamily(
+            "jobwire_broker_events_received", "Events this instance received from Redis "
+            "pub/sub (on Redis Cluster: its users' only, and everyone's while serving an admin)",
+            value=getattr(svc.broker, "received", 0))
         yield CounterMetricFamily("jobwire_events_delivered", "Events handed to sessions",
                                   value=svc.hub.delivered)
         yield CounterMetricFamily("jobwire_events_shed", "Intermediate progress dropped for "

@@ -1,4 +1,5 @@
-"""Many `jobwire serve` processes sharing one private redis-server behave as one service."""
+"""Many `jobwire serve` processes sharing one private redis-server (or a Redis Cluster) behave
+as one service."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from httpx_sse import aconnect_sse
 
 from jobwire.broker.redis import CHANNELS
 from tests.conftest import WAIT, connect, eventually, publish, start_redis, start_server
+from tests.rediscluster import start_redis_cluster
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@pytest.fixture(scope="module", params=["redis", "redis-cluster"])
+def cluster(request):
+    """Three instances on one Redis, or on a Redis Cluster of three primaries."""
     # No conflation: every update is an event at once, so no test waits for a held one.
-    redis = start_redis()
+    redis = start_redis() if request.param == "redis" else start_redis_cluster(3, 0)
     first = start_server(redis_url=redis.url, max_updates_per_job_per_second=0)
     rest = [start_server(redis_url=redis.url, secret=first.secret,
                          max_updates_per_job_per_second=0) for _ in range(2)]

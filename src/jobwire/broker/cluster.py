@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis._parsers.commands import AsyncCommandsParser
 
 from ..cursor import Position, format_id, parse_id
 from ..errors import BrokerUnavailable, JobwireError, OwnerMismatch
@@ -62,6 +63,46 @@ RECENT_PER_USER = 64
 clog = logging.getLogger("jobwire.cluster")
 
 
+class CommandTableOnce(AsyncCommandsParser):
+    """redis-py's command table (COMMAND), loaded on the first slot-map refresh only.
+
+    redis-py reloads it on every refresh, from the first primary CLUSTER SLOTS names: during a
+    failover that can be the dead primary, and then every refresh fails, so every command
+    on every shard fails until the failover is over. The table is the same on every node."""
+
+    async def initialize(self, node: Any = None) -> None:
+        if node:
+            self.node = node
+        if not self.commands:
+            await super().initialize()
+
+
+class GentleResets:
+    """While the broker runs, redis-py's full reset of the cluster client retires connections
+    instead of cutting them.
+
+    redis-py resets the whole client (every connection to every node) to refresh its slot map
+    after some errors: a pipeline that met a dead node, every few MOVED. Commands in flight on
+    healthy shards then fail, and are retried after a backoff: one shard's failover would
+    slow every shard. Here a reset does what redis-py does for one failed node: idle
+    connections are closed now, busy ones once their command is answered."""
+
+    def __init__(self, client: Any):
+        self.nodes = client.nodes_manager
+        self._close_all = self.nodes.aclose
+        self.nodes.aclose = self._retire
+
+    async def _retire(self, attr: str = "nodes_cache") -> None:
+        self.nodes.default_node = None
+        for node in list(getattr(self.nodes, attr).values()):
+            node.update_active_connections_for_reconnect()
+            await node.disconnect_free_connections()
+
+    def end(self) -> None:
+        """Closing the client closes every connection again."""
+        self.nodes.aclose = self._close_all
+
+
 class ClusterBroker(RedisBroker):
     split_audience = True
 
@@ -69,6 +110,8 @@ class ClusterBroker(RedisBroker):
                  **options: Any):
         super().__init__(url, prefix=prefix, **options)
         self.keys: ClusterKeys = ClusterKeys(prefix, partitions)  # type: ignore[assignment]
+        self.redis.commands_parser = CommandTableOnce()  # type: ignore[attr-defined]
+        self._resets = GentleResets(self.redis)
         self.partitions = partitions
         self._commit = self.redis.register_script(script("cluster_commit.lua"))
         self._tick = self.redis.register_script(script("cluster_tick.lua"))
@@ -103,6 +146,7 @@ class ClusterBroker(RedisBroker):
         for client in self._fences.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.aclose(), 2)
+        self._resets.end()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.redis.aclose(), 5)
 
@@ -408,7 +452,9 @@ class ClusterBroker(RedisBroker):
                 self.feed.tick(p, floor_position(int(ms), int(k) * self.partitions + p))
                 self._release()
             return
-        for line in data.split("\n"):
+        lines = data.split("\n")
+        self.received += len(lines)
+        for line in lines:
             event_id, progress_only, body = line.split(" ", 2)
             event = event_from(event_id, orjson.loads(body), progress_only == "1")
             self._route_member(event)

@@ -61,6 +61,7 @@ class RedisBroker(Broker):
         self.rate = max_updates_per_second
         self.stalled_after = stalled_after_seconds
         self.published = 0
+        self.received = 0  # events that reached this instance over pub/sub (for metrics)
         self.durable_replicas = durable_replicas
         self.redis: aioredis.Redis = connect(url)
         self._commit = self.redis.register_script(script("commit.lua"))
@@ -352,7 +353,9 @@ class RedisBroker(Broker):
 
     def _route(self, message: str) -> None:
         """A pub/sub message: one or more events, a line each (JSON escapes newlines)."""
-        for line in message.split("\n"):
+        lines = message.split("\n")
+        self.received += len(lines)
+        for line in lines:
             self._route_one(line)
 
     def _route_one(self, line: str) -> None:
