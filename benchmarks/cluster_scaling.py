@@ -61,7 +61,7 @@ from tests.rediscluster import (  # noqa: E402
     start_redis_cluster,
     wait_until,
 )
-from unit_costs import Deployment, redis_nodes, server_environment  # noqa: E402
+from unit_costs import Deployment, measure, redis_nodes, server_environment  # noqa: E402
 
 from jobwire.loadtest import results  # noqa: E402
 from jobwire.loadtest.options import Options  # noqa: E402
@@ -78,12 +78,13 @@ DEFAULT_RATES = "4000,6000,8000,10000,12000,14000,16000,18000,20000"
 
 def small_cluster(masters: int) -> RedisCluster:
     """A cluster of one or two masters, no replicas: `redis-cli --cluster create` wants three
-    masters or more, so the slots are assigned and the nodes introduced here."""
+    masters or more, so the slots are assigned and the nodes introduced here. A node alone
+    learns its own address from no peer: it is announced."""
     folder = Path(tempfile.mkdtemp(prefix="redis-cluster-"))
     ports = distinct_free_ports(2 * masters)
     nodes = [RedisNode(ports[i], ports[masters + i], folder / str(ports[i]))
              for i in range(masters)]
-    cluster = RedisCluster(folder, nodes, 1000, ())
+    cluster = RedisCluster(folder, nodes, 1000, ("--cluster-announce-ip", "127.0.0.1"))
     try:
         for i, node in enumerate(nodes):
             cluster._launch(node)
@@ -209,6 +210,34 @@ def deployment(stack: contextlib.ExitStack, masters: int, instances: int
     return d, pids
 
 
+def delivery_only(d: Deployment, a: argparse.Namespace, label: str) -> dict[str, Any]:
+    """The same load, published into an instance of its own that has no users ("ingest"):
+    the other instances only receive and deliver, so their CPU is the routing's alone. Timed
+    from the last connection made to the last event's arrival (unit_costs.measure: every
+    update acknowledged must arrive, else it raises)."""
+    serving = list(d.instances)
+    d.start("ingest")
+    readers = [(name, "ws", len(range(i, a.connections, len(serving))))
+               for i, name in enumerate(serving)]
+    got0 = received(d)
+    w = run_loop(measure(d, readers=readers, publish_to=["ingest"], rate=a.rate,
+                         seconds=a.seconds, label=label))
+    got1 = received(d)
+    per_update = 1e6 / w["eventsPerSecond"]
+    return {"updates": w["events"], "delivered": w["delivered"], "seconds": w["seconds"],
+            "servingCpuUsPerUpdate": round(sum(w["instances"][n]["cpuPerSecond"]
+                                               for n in serving) * per_update, 1),
+            "ingestCpuUsPerUpdate": round(w["instances"]["ingest"]["cpuPerSecond"]
+                                          * per_update, 1),
+            "redisEgressBytesPerUpdate": round(w["redisOutPerSecond"] / w["eventsPerSecond"],
+                                               1),
+            "redisCpuUsPerUpdate": round(w["redisCpuPerSecond"] * per_update, 2),
+            "eventsReceivedPerInstance": {
+                n: None if got0[n] is None or got1[n] is None else got1[n] - got0[n]
+                for n in got1},
+            "window": w}
+
+
 # --- the measurements -----------------------------------------------------------------------
 
 def routing(a: argparse.Namespace) -> dict[str, Any]:
@@ -221,12 +250,17 @@ def routing(a: argparse.Namespace) -> dict[str, Any]:
                            "idle": idle,
                            **loadtest(d, pids, connections=a.connections, rate=a.rate,
                                       seconds=a.seconds, processes=a.processes, idle=idle)}
+            runs[label]["deliveryOnly"] = delivery_only(d, a, f"{label}-delivery-only")
     one, sharded = runs["oneRedis"], runs["cluster"]
     return {"measurement": "routing", "runs": runs, "ratios": {
         k: round(one[k] / sharded[k], 2) if sharded[k] else None
         for k in ("redisEgressBytesPerUpdate", "instanceCpuUsPerUpdate",
                   "redisCpuUsPerUpdate", "eventsReceivedPerUpdatePerInstance")
         if one[k] is not None and sharded[k] is not None},
+        "deliveryOnlyRatios": {
+            k: round(one["deliveryOnly"][k] / sharded["deliveryOnly"][k], 2)
+            for k in ("servingCpuUsPerUpdate", "redisEgressBytesPerUpdate")
+            if sharded["deliveryOnly"][k]},
         "ratiosAre": "one Redis / cluster",
         "everyEventDeliveredOnce": all(r["delivery"]["ok"] for r in runs.values())}
 

@@ -327,6 +327,94 @@ def block_saturation(records: list[Record]) -> str:
             f"{edge_text(points)}.**")
 
 
+# --- cluster_scaling.py -------------------------------------------------------------------
+
+RATIO_NAMES = {"redisEgressBytesPerUpdate": "Redis egress", "redisCpuUsPerUpdate": "Redis CPU",
+               "instanceCpuUsPerUpdate": "instance CPU",
+               "servingCpuUsPerUpdate": "serving instances' CPU",
+               "eventsReceivedPerUpdatePerInstance": "events received per instance"}
+
+
+def cluster_scaling(records: list[Record], measurement: str) -> Record | None:
+    return newest([r for r in named(records, "cluster_scaling")
+                   if r["result"]["measurement"] == measurement])
+
+
+def cluster_routing(rec: Record) -> str:
+    p, runs = rec["parameters"], rec["result"]["runs"]
+    rows = []
+    for label, x in (("one Redis", runs["oneRedis"]),
+                     (f"Redis Cluster, {n(runs['cluster']['masters'])} masters",
+                      runs["cluster"])):
+        d, only = x["delivery"], x.get("deliveryOnly") or {}
+        got = [v for v in x["eventsReceivedPerInstance"].values() if v is not None]
+        rows.append([label, f"{n(d['eventsDelivered'])} / {n(d['eventsExpected'])}, "
+                     f"{n(d['seqGaps'])} gaps, {n(d['duplicates'])} duplicates",
+                     f(d["latencyMs"]["p99"]), f(x["redisEgressBytesPerUpdate"]),
+                     f(x["redisCpuUsPerUpdate"]), f(x["instanceCpuUsPerUpdate"]),
+                     " / ".join(n(v) for v in got) + f" of {n(x['updates'])}" if got else NONE,
+                     *(f(only.get(k)) for k in ("redisEgressBytesPerUpdate",
+                                                "servingCpuUsPerUpdate",
+                                                "ingestCpuUsPerUpdate"))])
+    ratios = {RATIO_NAMES[k]: v for k, v in rec["result"]["ratios"].items()} | {
+        RATIO_NAMES[k] + " (delivery only)": v
+        for k, v in rec["result"].get("deliveryOnlyRatios", {}).items()}
+    return (table(["broker", "delivered / expected (loadtest)", "p99 ms",
+                   "Redis egress bytes / update", "Redis CPU µs / update",
+                   "instance CPU µs / update (all instances)",
+                   "events received over pub/sub, per instance",
+                   "delivery only: Redis egress bytes / update",
+                   "delivery only: serving instances' CPU µs / update",
+                   "delivery only: ingest instance's CPU µs / update"], rows)
+            + f"\n\n{n(p['instances'])} instances, {n(p['connections'])} WebSocket users "
+            f"(one instance each), {n(p['rate'])} updates/s for {f(p['seconds'])} s, from "
+            f"{link(rec)} ({when(rec)}, {commit(rec)}, {rec['machine']['cores']} cores). "
+            "One Redis's figure over the cluster's, per update: " + ", ".join(
+                f"{k} {ratio(v)}x" for k, v in ratios.items()) + ".")
+
+
+def cluster_capacity(rec: Record) -> str:
+    r, p = rec["result"], rec["parameters"]
+    cores, rows = r["cores"], []
+    for shard in r["shards"].values():
+        for x in shard["steps"]:
+            rows.append([n(shard["masters"]), f"{n(x['rate'])} → {n(x['achieved'])}",
+                         f"{n(x['delivered'])} / {n(x['expected'])}" + refusals(x),
+                         f"{f(x['p50'])} / {f(x['p99'])}",
+                         f"{ratio(x['instanceCpuCores'])} + Redis {ratio(x['redisCpuCores'])} "
+                         f"+ load generator {ratio(x['loadgenCpuCores'])} of {cores}",
+                         f"{x['machineBusyShare']:.0%}", f(x["redisCpuUsPerUpdate"]),
+                         "**yes**" if x["passed"] else "no", link(rec)])
+    lines = []
+    for shard in r["shards"].values():
+        top = shard["atHighest"]
+        best = shard["highestPassingRate"]
+        lines.append(
+            f"{n(shard['masters'])} master(s): " + (
+                f"**{n(best)} updates/s**" if best else "none of the rates tried")
+            + (f" ({n(shard['firstFailingRate'])} updates/s did not pass)"
+               if shard["firstFailingRate"] else ", the highest rate tried")
+            + (f"; at it the instances used {ratio(top['instanceCpuCores'])} of the "
+               f"{cores} cores, Redis {ratio(top['redisCpuCores'])} "
+               f"({f(top['redisCpuUsPerUpdate'])} µs per update), the machine was "
+               f"{top['machineBusyShare']:.0%} busy" if top else ""))
+    return (table(["masters", "updates/s wanted → achieved", "delivered / expected",
+                   "latency p50 / p99 ms", "CPU, cores: instances + Redis + load generator",
+                   "machine busy", "Redis CPU µs / update",
+                   f"p99 < {limit(r['p99LimitMs'])} ms, nothing lost, rate kept",
+                   "result file"], rows)
+            + f"\n\n{n(p['instances'])} instances, {n(p['connections'])} WebSocket users, "
+            f"{f(p['seconds'])} s per rate ({when(rec)}, {commit(rec)}). Highest rate passing: "
+            + "; ".join(lines) + ".")
+
+
+def block_cluster_scaling(records: list[Record]) -> str:
+    parts = [(cluster_scaling(records, m), show) for m, show in
+             (("routing", cluster_routing), ("capacity", cluster_capacity))]
+    return "\n\n".join(show(rec) if rec else nothing(f"cluster_scaling.py {m}")
+                        for (rec, show), m in zip(parts, ("routing", "capacity"), strict=True))
+
+
 # --- compare_peers.py ---------------------------------------------------------------------
 
 def peer_ratios(rec: Record) -> list[tuple[str, float, str, float, float, float]]:
@@ -765,6 +853,7 @@ BLOCKS: dict[str, Callable[[list[Record]], str]] = {
                                      "jobwire loadtest --instances"),
     "ws-clients": block_ws_clients,
     "saturation": block_saturation,
+    "cluster_scaling": block_cluster_scaling,
     "peers": block_peers,
     "profile": block_profile,
     "browser": block_browser,
