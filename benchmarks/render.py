@@ -335,6 +335,9 @@ RATIO_NAMES = {"redisEgressBytesPerUpdate": "Redis egress", "redisCpuUsPerUpdate
                "eventsReceivedPerUpdatePerInstance": "events received per instance"}
 
 
+SATURATED_MACHINE = 0.9  # busy share of all cores at which the machine itself is the cap
+
+
 def cluster_scaling(records: list[Record], measurement: str) -> Record | None:
     return newest([r for r in named(records, "cluster_scaling")
                    if r["result"]["measurement"] == measurement])
@@ -397,7 +400,9 @@ def cluster_capacity(rec: Record) -> str:
             + (f"; at it the instances used {ratio(top['instanceCpuCores'])} of the "
                f"{cores} cores, Redis {ratio(top['redisCpuCores'])} "
                f"({f(top['redisCpuUsPerUpdate'])} µs per update), the machine was "
-               f"{top['machineBusyShare']:.0%} busy" if top else ""))
+               f"{top['machineBusyShare']:.0%} busy" + (
+                   ": the machine's cores, not Redis, are the cap"
+                   if top["machineBusyShare"] >= SATURATED_MACHINE else "") if top else ""))
     return (table(["masters", "updates/s wanted → achieved", "delivered / expected",
                    "latency p50 / p99 ms", "CPU, cores: instances + Redis + load generator",
                    "machine busy", "Redis CPU µs / update",
