@@ -77,30 +77,24 @@ class CommandTableOnce(AsyncCommandsParser):
             await super().initialize()
 
 
-class GentleResets:
+def retire_instead_of_cutting(client: Any) -> None:
     """While the broker runs, redis-py's full reset of the cluster client retires connections
-    instead of cutting them.
+    instead of cutting them. Closing the client for good: `type(client).aclose(client)`.
 
     redis-py resets the whole client (every connection to every node) to refresh its slot map
     after some errors: a pipeline that met a dead node, every few MOVED. Commands in flight on
     healthy shards then fail, and are retried after a backoff: one shard's failover would
     slow every shard. Here a reset does what redis-py does for one failed node: idle
     connections are closed now, busy ones once their command is answered."""
+    nodes = client.nodes_manager
 
-    def __init__(self, client: Any):
-        self.nodes = client.nodes_manager
-        self._close_all = self.nodes.aclose
-        self.nodes.aclose = self._retire
-
-    async def _retire(self, attr: str = "nodes_cache") -> None:
-        self.nodes.default_node = None
-        for node in list(getattr(self.nodes, attr).values()):
+    async def reset() -> None:
+        client._initialize = True  # the slot map is read again before the next command
+        for node in [*nodes.nodes_cache.values(), *nodes.startup_nodes.values()]:
             node.update_active_connections_for_reconnect()
             await node.disconnect_free_connections()
 
-    def end(self) -> None:
-        """Closing the client closes every connection again."""
-        self.nodes.aclose = self._close_all
+    client.aclose = reset
 
 
 class ClusterBroker(RedisBroker):
@@ -111,7 +105,7 @@ class ClusterBroker(RedisBroker):
         super().__init__(url, prefix=prefix, **options)
         self.keys: ClusterKeys = ClusterKeys(prefix, partitions)  # type: ignore[assignment]
         self.redis.commands_parser = CommandTableOnce()  # type: ignore[attr-defined]
-        self._resets = GentleResets(self.redis)
+        retire_instead_of_cutting(self.redis)
         self.partitions = partitions
         self._commit = self.redis.register_script(script("cluster_commit.lua"))
         self._tick = self.redis.register_script(script("cluster_tick.lua"))
@@ -146,9 +140,8 @@ class ClusterBroker(RedisBroker):
         for client in self._fences.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.aclose(), 2)
-        self._resets.end()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.redis.aclose(), 5)
+            await asyncio.wait_for(type(self.redis).aclose(self.redis), 5)
 
     def ready(self) -> bool:
         """The cluster answered, and not every channel this instance needs is lost."""
