@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Does the capacity model predict? Runs real loads on jobwire instances sharing a Redis:
-two to calibrate on, then a third (another rate and connection count) that is predicted first,
-then measured. Writes benchmarks/results/capacity_check-<UTC>.json with, for every load, the
+two to calibrate on, then a third (another rate and connection count, and with
+--predict-masters another number of Redis Cluster shards) that is predicted first, then
+measured. Writes benchmarks/results/capacity_check-<UTC>.json with, for every load, the
 instances' CPU, Redis's CPU and the instances' RSS as measured, as predicted from the unit
 costs (src/jobwire/capacity_costs.json, or --costs), and as predicted from the unit costs
 scaled by what the two calibration loads measured (one factor for instance CPU, one for Redis
@@ -9,15 +10,18 @@ CPU; RSS as a line through the two: base + per connection).
 
     flock /tmp/jobwire-cpu.lock .venv/bin/python benchmarks/capacity_check.py
         [--calibrate 1000@1000,3000@3000] [--predict 2000@5000] [--instances 2]
-        [--seconds 10] [--redis-url URL | --cluster-masters N] [--costs FILE] [--out PATH]
+        [--seconds 10] [--redis-url URL | --cluster-masters N [--predict-masters M]]
+        [--costs FILE] [--out PATH]
     .venv/bin/python benchmarks/capacity_check.py --render docs/capacity.md [--check]
 
 A load is CONNECTIONS@UPDATES_PER_SECOND: WebSocket readers, one user each, spread evenly over
 the instances (started afresh for each load); updates published over HTTP through every
 instance. Without --redis-url a
 private redis-server is started (and stopped by PID). `--redis-url redis+cluster://...` or
---cluster-masters N (a private Redis Cluster from tests/rediscluster.py) measure the sharded
-broker: the model is then asked about Redis Cluster.
+--cluster-masters N (a private Redis Cluster of N masters; the third load on a new one of
+--predict-masters M) measure the sharded broker: the model is then asked about Redis Cluster,
+with the cluster's unit costs. Redis's script calls and owner claims (INFO commandstats) are
+kept beside the model's, and Redis CPU per command, to show where a miss comes from.
 
 --render FILE rewrites the blocks marked `<!-- capacity:NAME -->` ... `<!-- /capacity:NAME -->`
 in FILE from the result files and the shipped costs (--check: write nothing, exit 1 if stale).
@@ -64,10 +68,14 @@ def parse_load(text: str) -> tuple[int, float]:
 # --- predicting ---------------------------------------------------------------------------
 
 def model_load(w: dict[str, Any], broker: str) -> capacity.Load:
-    """The model's load for what a window measured: its achieved rate and batch size."""
-    return capacity.Load(connections=w["connections"], updates_per_second=w["eventsPerSecond"],
-                         broker=broker, batch_size=w["eventsPerSecond"] / w["batchesPerSecond"],
-                         max_connections_per_instance=10**9)
+    """The model's load for what a window measured: its achieved rate and batch size, its
+    jobs (each new in the window: claimed once), the events each user got (kept in memory)."""
+    events = w["eventsPerSecond"]
+    return capacity.Load(connections=w["connections"], updates_per_second=events,
+                         broker=broker, batch_size=events / w["batchesPerSecond"],
+                         max_connections_per_instance=10**9,
+                         updates_per_job=w["events"] / w["jobs"],
+                         recent_events_per_user=w["events"] / w["users"])
 
 
 def figures(w: dict[str, Any]) -> dict[str, float]:
@@ -81,6 +89,16 @@ def predicted(w: dict[str, Any], costs: capacity.Costs, broker: str) -> dict[str
     u = capacity.usage(model_load(w, broker), costs, len(w["instances"]))
     return {"instanceCpuCores": u.instance_cpu_cores, "redisCpuCores": u.redis_cpu_cores,
             "rssMiBPerInstance": u.rss_mib_per_instance}
+
+
+def redis_calls(w: dict[str, Any], broker: str) -> dict[str, dict[str, float]]:
+    """Script calls and owner claims per second, the model's and Redis's count."""
+    load = model_load(w, broker)
+    count = w.get("redisCommandsPerSecond", {})
+    return {"scriptCalls": {"model": capacity.commit_calls(load),
+                            "measured": count.get("evalsha", {}).get("calls", 0.0)},
+            "ownerClaims": {"model": capacity.owner_claims(load),
+                            "measured": count.get("set", {}).get("calls", 0.0)}}
 
 
 def calibrate(cal: list[dict[str, Any]]) -> dict[str, Any]:
@@ -118,32 +136,31 @@ def compare(loads: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --- measuring ----------------------------------------------------------------------------
 
-def run_loads(a: argparse.Namespace, costs: capacity.Costs) -> dict[str, Any]:
-    broker = "cluster" if a.cluster_masters or (a.redis_url or "").startswith(
-        "redis+cluster://") else "redis"
+def run_loads(a: argparse.Namespace, costs: capacity.Costs, broker: str) -> dict[str, Any]:
     names = [chr(ord("A") + i) for i in range(a.instances)]
     loads: list[dict[str, Any]] = []
-    with contextlib.ExitStack() as stack:
-        d = Deployment(stack, redis_url=a.redis_url or "")
-        if a.cluster_masters:
-            from tests.rediscluster import start_redis_cluster
+    plan = [("calibrate", c, a.cluster_masters) for c in a.calibrate] \
+        + [("predict", a.predict, a.predict_masters or a.cluster_masters)]
+    for role, (conns, rate), masters in plan:
+        with contextlib.ExitStack() as stack:
+            # A fresh Redis (or cluster) per load, and fresh instances: RSS is a high-water
+            # mark that a process keeps.
+            d = Deployment(stack, redis_url=a.redis_url or "")
+            if masters:
+                from cluster_scaling import redis_for
 
-            cluster = start_redis_cluster(a.cluster_masters, 0)
-            stack.callback(cluster.stop)
-            d.redis_url = cluster.url
-        elif not a.redis_url:
-            d.start_redis()
-        plan = [("calibrate", c) for c in a.calibrate] + [("predict", a.predict)]
-        for role, (conns, rate) in plan:
-            # Fresh instances per load: RSS is a high-water mark that a process keeps.
+                redis_for(stack, d, masters)
+            elif not a.redis_url:
+                d.start_redis()
             d.start(*names)
             readers = [(n, "ws", len(range(i, conns, len(names))))
                        for i, n in enumerate(names)]
             w = run_loop(measure(d, readers=readers, publish_to=names, rate=rate,
                                  seconds=a.seconds, label=f"{role}-{conns}at{rate:g}"))
             loads.append({"role": role, "connections": conns, "rate": rate,
-                          "instances": len(names), "measured": figures(w),
-                          "predicted": predicted(w, costs, broker), "window": w})
+                          "instances": len(names), "redisMasters": masters,
+                          "measured": figures(w), "predicted": predicted(w, costs, broker),
+                          "redisCalls": redis_calls(w, broker), "window": w})
             d.stop(*names)
     fit = compare(loads)
     return {"broker": broker, "costs": costs.source, "fit": fit, "loads": loads}
@@ -170,15 +187,27 @@ def block_check(directory: Path = RESULTS) -> str:
         cells = [" / ".join(f"{x[w][k]:.3f}" if "Cpu" in k else f"{x[w][k]:.0f}"
                             for w in ("predicted", "calibrated", "measured"))
                  for k in ("instanceCpuCores", "redisCpuCores", "rssMiBPerInstance")]
+        shards = f", {x['redisMasters']} Redis master(s)" if x.get("redisMasters") else ""
         rows.append(f"| {x['connections']:,} connections, {x['rate']:,.0f} updates/s on "
-                    f"{x['instances']} instances | {x['role']} | " + " | ".join(cells) + " |")
+                    f"{x['instances']} instances{shards} | {x['role']} | "
+                    + " | ".join(cells) + " |")
     last = r["loads"][-1]["errorPercent"]
     return ("\n".join(rows) + f"\n\nFrom [{name}](../{name}) ({rec['startedAt']}, commit "
             f"`{rec['source']['commit'][:7]}`, broker: {r['broker']}). Error of the predicted "
             "load, unit costs: " + ", ".join(f"{k} {v:+.1f} %" for k, v in
                                              last["predicted"].items() if v is not None)
             + "; calibrated: " + ", ".join(f"{k} {v:+.1f} %" for k, v in
-                                           last["calibrated"].items() if v is not None) + ".\n")
+                                           last["calibrated"].items() if v is not None) + "."
+            + calls_line(r["loads"][-1]) + "\n")
+
+
+def calls_line(x: dict[str, Any]) -> str:
+    """The predicted load's Redis script calls and owner claims, the model's and Redis's."""
+    calls = x.get("redisCalls")
+    if not calls:
+        return ""
+    return " Per second, model / Redis's count: " + ", ".join(
+        f"{name} {c['model']:,.0f} / {c['measured']:,.0f}" for name, c in calls.items()) + "."
 
 
 def command_output(argv: list[str], costs_text: str) -> str:
@@ -217,6 +246,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--redis-url", help="a Redis (or redis+cluster://) to use")
     p.add_argument("--cluster-masters", type=int, default=0, metavar="N",
                    help="start a private Redis Cluster of N masters (tests/rediscluster.py)")
+    p.add_argument("--predict-masters", type=int, default=0, metavar="M",
+                   help="the predicted load on a private Redis Cluster of M masters "
+                        "(default: --cluster-masters)")
     p.add_argument("--costs", type=Path, default=COSTS_FILE, help="the unit costs")
     p.add_argument("--render", type=Path, metavar="FILE",
                    help="rewrite FILE's capacity blocks; measure nothing")
@@ -224,9 +256,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     results.add_out_option(p)
     a = p.parse_args(argv)
     if not a.render and (len(a.calibrate) < 2 or a.instances < 1 or a.seconds <= 0
-                         or (a.redis_url and a.cluster_masters)):
-        p.error("two calibration loads, one instance or more, positive --seconds, and not "
-                "both --redis-url and --cluster-masters")
+                         or (a.redis_url and a.cluster_masters)
+                         or (a.predict_masters and not a.cluster_masters)):
+        p.error("two calibration loads, one instance or more, positive --seconds, not "
+                "both --redis-url and --cluster-masters, --predict-masters only with "
+                "--cluster-masters")
     return a
 
 
@@ -239,11 +273,13 @@ def main(argv: list[str] | None = None) -> int:
             return int(new != text)
         a.render.write_text(new)
         return 0
-    costs = capacity.costs_from_json(a.costs.read_text())
+    broker = "cluster" if a.cluster_masters or (a.redis_url or "").startswith(
+        "redis+cluster://") else "redis"
+    costs = capacity.costs_from_json(a.costs.read_text(), broker)
     server_environment()
     run = results.Run("capacity_check", {k: (str(v) if isinstance(v, Path) else v)
                                          for k, v in vars(a).items() if k != "out"})
-    outcome = run_loads(a, costs)
+    outcome = run_loads(a, costs, broker)
     run.save(outcome, a.out)
     print(json.dumps(outcome["loads"][-1]["errorPercent"], indent=2))
     return 0

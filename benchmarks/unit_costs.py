@@ -15,6 +15,23 @@ real `jobwire serve` processes sharing one Redis, one thing varied at a time:
   deliver-ws/sse  R updates/s for the jobs of M connected users on B (C): CPU per delivered
                 event (minus receiving and idle connections) and bytes per event written
 
+With --cluster-masters M the instances share a private Redis Cluster of M masters instead
+(1: every partition on one shard, so Redis's CPU is one process's), and the windows are those
+the cluster's costs need: with sharded pub/sub an instance receives only the events of the
+users it serves, so receiving is measured where events are delivered, and the cluster
+client's work per script call and per owner claim is told apart from ingest by varying them:
+
+  idle, idle-ws/sse  as above
+  ingest, ingest-low  as above; nobody receives (no instance serves those users)
+  ingest-new    R updates/s, two per job: many more new jobs (owner claims) per second
+  ingest-slow   R updates/s in a quarter of the requests: fewer script calls per update
+  deliver-ws, deliver-ws-2  R updates/s for M users on B with one and with two WebSocket
+                connections each: CPU per event received and per event delivered; Redis CPU
+                per message sent to an instance
+  deliver-sse   the same on C over SSE
+Script calls and owner claims are counted by Redis (INFO commandstats: evalsha, set), not
+derived.
+
 Every window is timed from just before publishing to the last expected event's arrival; a
 process's CPU is read from /proc/<pid>/stat, its bytes from /proc/<pid>/io (sockets are
 written with write(2), counted in wchar), Redis's CPU and bytes from INFO (used_cpu_user +
@@ -22,11 +39,12 @@ used_cpu_sys, total_net_input_bytes/total_net_output_bytes).
 
     flock /tmp/jobwire-cpu.lock .venv/bin/python benchmarks/unit_costs.py [--install]
         [--redis-url URL] [--rate 2000] [--seconds 8] [--idle-connections 2000]
-        [--connections 1000] [--out PATH]
+        [--connections 1000] [--cluster-masters M] [--out PATH]
 
 Without --redis-url a private redis-server is started on a free port (and stopped by PID).
 With --install the costs are written into src/jobwire/capacity_costs.json, naming the result
-file, for `jobwire capacity` to use by default.
+file, for `jobwire capacity` to use by default: one Redis's at the top of the file, Redis
+Cluster's (--cluster-masters) under "cluster"; the other set is kept.
 """
 
 from __future__ import annotations
@@ -34,6 +52,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import sys
@@ -45,9 +64,10 @@ from typing import Any
 
 import redis
 
+from jobwire import capacity
 from jobwire.auth import JwtAuth
 from jobwire.capacity import Costs, TransportCosts, costs_to_json
-from jobwire.loadtest import procs, results
+from jobwire.loadtest import procs, publisher, results
 from jobwire.loadtest.publisher import PUBLISH_PATH, PublishStats, job_slots, make_lanes, publish
 from jobwire.loadtest.readers import run_loop
 from jobwire.loadtest.workers import Readers, start_readers
@@ -121,15 +141,22 @@ def proc_io(pid: int) -> tuple[int, int]:
 
 
 def snapshot(d: Deployment) -> dict[str, Any]:
-    """Every instance's CPU seconds, RSS and socket bytes, and Redis's CPU and bytes."""
+    """Every instance's CPU seconds, RSS and socket bytes, and Redis's CPU, bytes and
+    commands (calls and microseconds per command, over every node)."""
     cpu = redis_in = redis_out = 0.0
+    commands: dict[str, list[float]] = {}
     for node in redis_nodes(d.redis_url):
         info = node.info("cpu") | node.info("stats")
         cpu += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
         redis_in += info["total_net_input_bytes"]
         redis_out += info["total_net_output_bytes"]
+        for name, stat in node.info("commandstats").items():
+            counts = commands.setdefault(name.removeprefix("cmdstat_"), [0, 0])
+            counts[0] += stat["calls"]
+            counts[1] += stat["usec"]
         node.close()
     return {"t": time.monotonic(), "redisCpu": cpu, "redisIn": redis_in, "redisOut": redis_out,
+            "commands": commands,
             "instances": {n: {"cpu": procs.cpu_seconds(p.pid), "rssMiB": procs.rss_mib(p.pid),
                               "io": proc_io(p.pid)} for n, p in d.instances.items()}}
 
@@ -141,6 +168,11 @@ def window(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             "redisCpuPerSecond": (b["redisCpu"] - a["redisCpu"]) / s,
             "redisInPerSecond": (b["redisIn"] - a["redisIn"]) / s,
             "redisOutPerSecond": (b["redisOut"] - a["redisOut"]) / s,
+            "redisCommandsPerSecond": {
+                name: {"calls": (c - a["commands"].get(name, [0, 0])[0]) / s,
+                       "usec": (u - a["commands"].get(name, [0, 0])[1]) / s}
+                for name, (c, u) in b["commands"].items()
+                if c > a["commands"].get(name, [0, 0])[0]},
             "instances": {n: {"cpuPerSecond": (x["cpu"] - a["instances"][n]["cpu"]) / s,
                               "rssMiB": x["rssMiB"],
                               "rssStartMiB": a["instances"][n]["rssMiB"],
@@ -156,16 +188,32 @@ async def _delivered(groups: list[Readers]) -> int:
                                                               for g in groups)))
 
 
+@contextlib.contextmanager
+def batches_every(seconds: float) -> Any:
+    """The load generator sends a publish request every `seconds` (over all lanes) instead
+    of every publisher.TICK: the same rate in fewer, larger requests."""
+    tick = publisher.TICK
+    publisher.TICK = seconds
+    try:
+        yield
+    finally:
+        publisher.TICK = tick
+
+
 async def measure(d: Deployment, *, readers: list[tuple[str, str, int]], publish_to: list[str],
-                  rate: float, seconds: float, label: str) -> dict[str, Any]:
-    """One window: `readers` ((instance, transport, connections)) connected first, then
-    `rate` updates/s for `seconds` published into the `publish_to` instances (for the readers'
-    jobs; for users nobody follows when there are no readers), or nothing published."""
+                  rate: float, seconds: float, label: str, tabs: int = 1,
+                  jobs_per_user: int | None = None) -> dict[str, Any]:
+    """One window: `readers` ((instance, transport, users)) connected first, `tabs`
+    connections per user, then `rate` updates/s for `seconds` published into the `publish_to`
+    instances (for the readers' jobs; for users nobody follows when there are no readers), or
+    nothing published. Jobs per user: enough for JOBS_PER_SECOND updates per job per second,
+    unless given."""
     auth = JwtAuth(secret=d.secret)
     tag = f"{label}{secrets.token_hex(2)}"
     where = [(d.url(name), transport) for name, transport, n in readers for _ in range(n)]
     specs = [(f"{tag}-u{i}", url, auth.mint(f"{tag}-u{i}", "user", ttl=3600), transport)
-             for i, (url, transport) in enumerate(where)]
+             for i, (url, transport) in enumerate(where) for _ in range(tabs)]
+    jobs = 0
     before = snapshot(d)
     groups = await start_readers(2 if len(specs) > 1000 else 1) if specs else []
     pub = PublishStats()
@@ -183,16 +231,18 @@ async def measure(d: Deployment, *, readers: list[tuple[str, str, int]], publish
         await asyncio.sleep(1.0)  # the last subscriptions settle before the window opens
         connected = snapshot(d)
         if publish_to:
-            users = [s[0] for s in specs] or [f"{tag}-nobody{i}" for i in range(200)]
-            per_user = max(1, round(rate / JOBS_PER_SECOND / len(users)))
+            users = list(dict.fromkeys(s[0] for s in specs)) or [f"{tag}-nobody{i}"
+                                                                 for i in range(200)]
+            per_user = jobs_per_user or max(1, round(rate / JOBS_PER_SECOND / len(users)))
             slots = job_slots(users, per_user)
+            jobs = len(slots)
             token = auth.mint(f"{tag}-pub", "publisher", ttl=3600)
             lanes = make_lanes([(d.url(n) + PUBLISH_PATH, token) for n in publish_to],
                                len(users), slots, round(rate * seconds), rate)
             await publish(lanes, pub)
             deadline = time.monotonic() + DELIVERY_WAIT
             while groups and time.monotonic() < deadline:
-                if await _delivered(groups) >= pub.accepted:
+                if await _delivered(groups) >= pub.accepted * tabs:
                     break
                 await asyncio.sleep(0.01)
         else:
@@ -208,14 +258,15 @@ async def measure(d: Deployment, *, readers: list[tuple[str, str, int]], publish
     for name, x in w["instances"].items():  # RSS before any connection was made
         x["rssBeforeConnectionsMiB"] = before["instances"][name]["rssMiB"]
     events = pub.accepted
-    w.update(label=label, connections=len(specs), updatesSent=pub.sent, events=events,
+    w.update(label=label, connections=len(specs), users=len(where), jobs=jobs,
+             updatesSent=pub.sent, events=events,
              conflated=pub.conflated, refused=pub.refused, delivered=delivered,
              eventsPerSecond=events / w["seconds"], batches=pub.batches,
              batchesPerSecond=pub.batches / w["seconds"],
              deliveredPerSecond=delivered / w["seconds"])
     print(f"unit_costs: {label}: {len(specs)} connections, {events} events in "
           f"{w['seconds']:.1f} s, {delivered} delivered", file=sys.stderr, flush=True)
-    if pub.refused or (groups and publish_to and delivered < events):
+    if pub.refused or (groups and publish_to and delivered < events * tabs):
         raise RuntimeError(f"{label}: {pub.refused} refused, {delivered}/{events} delivered: "
                            f"{pub.samples[:3]}")
     return w
@@ -257,10 +308,8 @@ def costs_from(p: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out_message = (out["fanout"] - out["ingest"]) / 3
     transports = {}
     for t, name in (("ws", "B"), ("sse", "C")):
-        idle_t, deliver = p[f"idle-{t}"], p[f"deliver-{t}"]
-        x = idle_t["instances"][name]
-        conn = (x["cpuPerSecond"] - base[name]) / idle_t["connections"]
-        rss = (x["rssMiB"] - x["rssBeforeConnectionsMiB"]) * 1024 / idle_t["connections"]
+        deliver = p[f"deliver-{t}"]
+        conn, rss = idle_connection(p, t, name, base[name])
         y = deliver["instances"][name]
         rest = base[name] + conn * deliver["connections"] \
             + recv * deliver["eventsPerSecond"] + recv_batch * deliver["batchesPerSecond"]
@@ -287,6 +336,100 @@ def costs_from(p: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "redis_egress_bytes_per_message": round(max(out_message, 0), 1)}
 
 
+def idle_connection(p: dict[str, dict[str, Any]], transport: str, name: str,
+                    base: float) -> tuple[float, float]:
+    """(CPU seconds per second, KiB of RSS) of one idle connection, from its idle window."""
+    w = p[f"idle-{transport}"]
+    x = w["instances"][name]
+    return ((x["cpuPerSecond"] - base) / w["connections"],
+            (x["rssMiB"] - x["rssBeforeConnectionsMiB"]) * 1024 / w["connections"])
+
+
+def solve(rows: list[list[float]], rhs: list[float]) -> list[float]:
+    """Least squares: x minimising |rows x - rhs| (the normal equations, by elimination)."""
+    n = len(rows[0])
+    m = [[sum(r[i] * r[j] for r in rows) for j in range(n)]
+         + [sum(r[i] * b for r, b in zip(rows, rhs, strict=True))] for i in range(n)]
+    for i in range(n):
+        pivot = max(range(i, n), key=lambda k: abs(m[k][i]))
+        m[i], m[pivot] = m[pivot], m[i]
+        for k in range(n):
+            if k != i:
+                f = m[k][i] / m[i][i]
+                m[k] = [a - f * b for a, b in zip(m[k], m[i], strict=True)]
+    return [m[i][n] / m[i][i] for i in range(n)]
+
+
+def calls_of(w: dict[str, Any], command: str) -> float:
+    return w["redisCommandsPerSecond"].get(command, {}).get("calls", 0.0)
+
+
+def cluster_costs_from(p: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Redis Cluster's unit costs (the module's docstring says which window is which). Script
+    calls (evalsha) and owner claims (set) per second are Redis's counts."""
+    idle = p["idle"]["instances"]
+    base = {n: x["cpuPerSecond"] for n, x in idle.items()}
+    ingest = [p[k] for k in ("ingest", "ingest-low", "ingest-new", "ingest-slow")]
+    request, call, update, claim = solve(
+        [[w["batchesPerSecond"], calls_of(w, "evalsha"), w["eventsPerSecond"],
+          calls_of(w, "set")] for w in ingest],
+        [w["instances"]["A"]["cpuPerSecond"] - base["A"] for w in ingest])
+
+    def redis_work(w: dict[str, Any]) -> float:
+        return w["redisCpuPerSecond"] - p["idle"]["redisCpuPerSecond"]
+
+    r_call, r_update, r_claim = solve(
+        [[calls_of(w, "evalsha"), w["eventsPerSecond"], calls_of(w, "set")] for w in ingest],
+        [redis_work(w) for w in ingest])
+    conn = {t: idle_connection(p, t, n, base[n]) for t, n in (("ws", "B"), ("sse", "C"))}
+    ws = [p["deliver-ws"], p["deliver-ws-2"]]
+    receive, deliver_ws = solve(
+        [[w["eventsPerSecond"], w["deliveredPerSecond"]] for w in ws],
+        [w["instances"]["B"]["cpuPerSecond"] - base["B"] - conn["ws"][0] * w["connections"]
+         for w in ws])
+    sse = p["deliver-sse"]
+    deliver_sse = (sse["instances"]["C"]["cpuPerSecond"] - base["C"]
+                   - conn["sse"][0] * sse["connections"]
+                   - receive * sse["eventsPerSecond"]) / sse["deliveredPerSecond"]
+    message = sum((redis_work(w) - r_call * calls_of(w, "evalsha") - r_update
+                   * w["eventsPerSecond"] - r_claim * calls_of(w, "set")) / w["eventsPerSecond"]
+                  for w in ws) / len(ws)
+    b = p["deliver-ws"]["instances"]["B"]
+    kept = p["deliver-ws"]["users"] * min(capacity.RECENT_EVENTS_PER_USER,
+                                          p["deliver-ws"]["events"] / p["deliver-ws"]["users"])
+    out_commit = p["ingest"]["redisOutPerSecond"] / p["ingest"]["eventsPerSecond"]
+    out_message = p["deliver-ws"]["redisOutPerSecond"] / p["deliver-ws"]["eventsPerSecond"] \
+        - out_commit
+
+    def transport(t: str, name: str, deliver: float) -> TransportCosts:
+        w = p[f"deliver-{t}"]
+        written = w["instances"][name]["writtenPerSecond"] - idle[name]["writtenPerSecond"]
+        return TransportCosts(
+            conn_cpu_us_per_second=round(max(conn[t][0], 0) * 1e6, 3),
+            deliver_cpu_us=round(max(deliver, 0) * 1e6, 2),
+            rss_kib_per_connection=round(max(conn[t][1], 0), 2),
+            bytes_per_event=round(written / w["deliveredPerSecond"], 1))
+
+    def us(x: float, digits: int = 2) -> float:
+        return round(max(x, 0) * 1e6, digits)
+
+    return {"base_cpu_us_per_second": round(sum(base.values()) / len(base) * 1e6, 1),
+            "base_rss_mib": round(sum(x["rssMiB"] for x in idle.values()) / len(idle), 1),
+            "ingest_batch_cpu_us": us(request), "ingest_cpu_us": us(update),
+            "receive_batch_cpu_us": 0.0, "receive_cpu_us": us(receive),
+            "transports": {"ws": transport("ws", "B", deliver_ws),
+                           "sse": transport("sse", "C", deliver_sse)},
+            "redis_batch_cpu_us": us(r_call), "redis_commit_cpu_us": us(r_update),
+            "redis_message_cpu_us": us(message, 3),
+            "redis_ingress_bytes_per_commit": round(
+                p["ingest"]["redisInPerSecond"] / p["ingest"]["eventsPerSecond"], 1),
+            "redis_egress_bytes_per_commit": round(out_commit, 1),
+            "redis_egress_bytes_per_message": round(max(out_message, 0), 1),
+            "commit_call_cpu_us": us(call), "claim_cpu_us": us(claim),
+            "recent_event_kib": round(max(b["rssMiB"] - b["rssStartMiB"], 0) * 1024 / kept, 3),
+            "redis_claim_cpu_us": us(r_claim)}
+
+
 async def run_windows(d: Deployment, a: argparse.Namespace) -> dict[str, dict[str, Any]]:
     d.start("A", "B", "C")
     p: dict[str, dict[str, Any]] = {}
@@ -302,6 +445,17 @@ async def run_windows(d: Deployment, a: argparse.Namespace) -> dict[str, dict[st
     await go("idle-sse", readers=[("C", "sse", a.idle_connections)])
     await go("ingest", publish_to=["A"])
     await go("ingest-low", publish_to=["A"], rate=a.rate / 4)
+    if a.cluster_masters:
+        # Two updates per job: every job is new in the window (200 users nobody follows).
+        await go("ingest-new", publish_to=["A"],
+                 jobs_per_user=max(1, round(a.rate * a.seconds / 2 / 200)))
+        with batches_every(4 * publisher.TICK):
+            await go("ingest-slow", publish_to=["A"])
+        await go("deliver-ws", readers=[("B", "ws", a.connections)], publish_to=["A"])
+        await go("deliver-ws-2", readers=[("B", "ws", a.connections)], publish_to=["A"],
+                 tabs=2)
+        await go("deliver-sse", readers=[("C", "sse", a.connections)], publish_to=["A"])
+        return p
     d.start("D", "E", "F")
     await go("fanout", publish_to=["A"])
     d.stop("D", "E", "F")
@@ -310,13 +464,20 @@ async def run_windows(d: Deployment, a: argparse.Namespace) -> dict[str, dict[st
     return p
 
 
-def install(costs: dict[str, Any], result_file: Path, run: results.Run) -> None:
+def install(costs: dict[str, Any], result_file: Path, run: results.Run, broker: str) -> None:
+    """Into the costs file as `broker`'s set, keeping the other broker's."""
     source = {"resultFile": str(result_file.resolve().relative_to(ROOT)),
               "commit": run.source.get("commit"),
               "machine": f"{run.machine['cpuModel']}, {run.machine['cores']} cores",
               "measuredAt": results.iso(run.started)}
-    COSTS_FILE.write_text(costs_to_json(Costs(**costs, source=source)))
-    print(f"unit_costs: installed into {COSTS_FILE.relative_to(ROOT)}", file=sys.stderr)
+    text = COSTS_FILE.read_text()
+    sets = {"redis": capacity.costs_from_json(text, "redis"),
+            "cluster": capacity.costs_from_json(text, "cluster")
+            if "cluster" in json.loads(text) else None}
+    sets[broker] = Costs(**costs, source=source)
+    COSTS_FILE.write_text(costs_to_json(sets["redis"], sets["cluster"]))
+    print(f"unit_costs: installed into {COSTS_FILE.relative_to(ROOT)} ({broker})",
+          file=sys.stderr)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -327,12 +488,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--idle-connections", type=int, default=2000, help="(default 2000)")
     p.add_argument("--connections", type=int, default=1000,
                    help="connected users in the delivery windows (default 1000)")
+    p.add_argument("--cluster-masters", type=int, default=0, metavar="M",
+                   help="measure Redis Cluster's costs on a private cluster of M masters")
     p.add_argument("--install", action="store_true",
                    help="write the costs into src/jobwire/capacity_costs.json")
     results.add_out_option(p)
     a = p.parse_args(argv)
-    if min(a.rate, a.seconds, a.idle_connections, a.connections) <= 0:
-        p.error("--rate, --seconds and the connection counts must be positive")
+    if min(a.rate, a.seconds, a.idle_connections, a.connections) <= 0 or a.cluster_masters < 0 \
+            or (a.cluster_masters and a.redis_url):
+        p.error("--rate, --seconds and the connection counts must be positive; not both "
+                "--redis-url and --cluster-masters")
     return a
 
 
@@ -352,16 +517,22 @@ def main(argv: list[str] | None = None) -> int:
                                      if k not in ("out", "install")})
     with contextlib.ExitStack() as stack:
         d = Deployment(stack, redis_url=a.redis_url or "")
-        if not a.redis_url:
+        if a.cluster_masters:
+            from cluster_scaling import redis_for
+
+            redis_for(stack, d, a.cluster_masters)
+        elif not a.redis_url:
             d.start_redis()
         windows = run_loop(run_windows(d, a))
-    costs = costs_from(windows)
+    broker = "cluster" if a.cluster_masters or d.redis_url.startswith("redis+cluster://") \
+        else "redis"
+    costs = (cluster_costs_from if broker == "cluster" else costs_from)(windows)
     figures = {"costs": {k: ({t: vars(c) for t, c in v.items()} if k == "transports" else v)
                          for k, v in costs.items()},
-               "windows": windows, "privateRedis": not a.redis_url}
+               "broker": broker, "windows": windows, "privateRedis": not a.redis_url}
     path = run.save(figures, a.out)
     if a.install:
-        install(costs, path, run)
+        install(costs, path, run, broker)
     print(costs_to_json(Costs(**costs)))
     return 0
 

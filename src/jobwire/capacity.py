@@ -6,13 +6,21 @@ Per second, for a load of R updates/s over C connections with N instance process
 
   instance CPU (all instances) = N * base + C * conn + B * ingest_batch + R * ingest
                                  + delivered * deliver + S * (B * recv_batch + R * recv)
-  B = R / batch size: publish requests (and Redis commit calls) per second; the ingest terms
-      are for updates over HTTP, none when workers commit straight into Redis
+                                 [+ K * commit_call + J * claim   with Redis Cluster]
+  B = R / batch size: publish requests per second; the ingest terms (and the cluster client's
+      K and J terms) are for updates over HTTP, none when workers commit straight into Redis
+  K = Redis script calls per second: B with one Redis; with Redis Cluster a batch of b
+      updates makes one call per partition it touches, B * P * (1 - (1 - 1/P)^b) of P
+  J = new jobs per second, R / updates per job: each is claimed once (SET owner NX GET)
   delivered = R * fanout + R * admins       (an admin's all-jobs subscription gets every event)
   S = instances each event is sent to by pub/sub: N with one Redis (every instance is
       subscribed to everything); spread + admin instances with Redis Cluster (sharded
       pub/sub: only the instances serving the owner, and those serving an admin)
-  Redis CPU = B * batch + R * commit + R * S * message
+  Redis CPU = K * batch + R * commit + R * S * message [+ J * claim with Redis Cluster]
+
+One Redis and Redis Cluster have unit costs of their own (the costs file holds both): with
+Redis Cluster every event is a message of its own on its user's channel, so its receive cost
+is all per event.
   instances = the fewest N whose average CPU is <= the core budget, and at least
               ceil(C / max connections per instance); shards = ceil(Redis CPU / core budget).
 """
@@ -26,8 +34,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 BROKERS = ("cluster", "redis")
+BROKER_NAMES = {"cluster": "Redis Cluster", "redis": "one Redis"}
 INGEST = ("http", "redis")
 MAX_INSTANCES = 10**9  # the search's ceiling: a load that needs more is reported not feasible
+RECENT_EVENTS_PER_USER = 64  # jobwire.broker.cluster.RECENT_PER_USER: kept per followed user
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -55,6 +65,13 @@ class Costs:
     redis_ingress_bytes_per_commit: float
     redis_egress_bytes_per_commit: float  # the script's reply
     redis_egress_bytes_per_message: float
+    # Redis Cluster only (0 with one Redis): the cluster client's work per script call (one
+    # per partition a batch touches) and per new job (its owner claim, its claim's expiry when
+    # it ends), Redis's per claim, and RSS per event a followed user's recent log keeps.
+    commit_call_cpu_us: float = 0.0
+    claim_cpu_us: float = 0.0
+    recent_event_kib: float = 0.0
+    redis_claim_cpu_us: float = 0.0
     source: dict[str, Any] = field(default_factory=dict)  # the result file they came from
 
 
@@ -71,7 +88,10 @@ class Load:
     replicas: int = 0
     max_connections_per_instance: int = 50_000
     user_spread: int = 1  # instances a user's connections land on
-    batch_size: float = 1.0  # updates per publish request (and per Redis commit call)
+    batch_size: float = 1.0  # updates per publish request (one Redis: per commit call)
+    partitions: int = 16  # Redis Cluster: JOBWIRE_REDIS_PARTITIONS
+    updates_per_job: float = 10.0  # Redis Cluster: a job's owner is claimed once
+    recent_events_per_user: float = RECENT_EVENTS_PER_USER  # Redis Cluster: kept per user
 
 
 @dataclass(frozen=True)
@@ -112,6 +132,26 @@ def _mix(load: Load, costs: Costs, attr: str) -> float:
                for t, share in load.transport_mix.items())
 
 
+def partitions_touched(batch_size: float, partitions: int) -> float:
+    """Expected distinct partitions among `batch_size` updates of users spread evenly over
+    `partitions`: each partition is missed by all of them with (1 - 1/P)^b."""
+    return partitions * (1 - (1 - 1 / partitions) ** batch_size)
+
+
+def commit_calls(load: Load) -> float:
+    """Redis script calls per second: one per batch with one Redis, one per partition a batch
+    touches with Redis Cluster (broker/cluster.py `_commit_all`)."""
+    batches = load.updates_per_second / load.batch_size
+    if load.broker == "redis":
+        return batches
+    return batches * partitions_touched(load.batch_size, load.partitions)
+
+
+def owner_claims(load: Load) -> float:
+    """Owner claims per second (Redis Cluster): one per new job."""
+    return 0.0 if load.broker == "redis" else load.updates_per_second / load.updates_per_job
+
+
 def _subscribed(load: Load, instances: int) -> float:
     """Instances each event is sent to by pub/sub."""
     if load.broker == "redis":
@@ -126,33 +166,43 @@ def usage(load: Load, costs: Costs, instances: int) -> Usage:
     subscribed = _subscribed(load, instances)
     received = rate * subscribed
     http = load.ingest == "http"
+    calls, claims = commit_calls(load), owner_claims(load)
     terms = {"base": instances * costs.base_cpu_us_per_second,
              "connections": load.connections * _mix(load, costs, "conn_cpu_us_per_second"),
              "ingest": http * (batches * costs.ingest_batch_cpu_us + rate * costs.ingest_cpu_us),
              "deliver": delivered * _mix(load, costs, "deliver_cpu_us"),
              "receive": subscribed * (batches * costs.receive_batch_cpu_us
                                       + rate * costs.receive_cpu_us)}
+    if load.broker == "cluster":
+        terms["cluster client"] = http * (calls * costs.commit_call_cpu_us
+                                          + claims * costs.claim_cpu_us)
     cores = {k: v / 1e6 for k, v in terms.items()}
     total = sum(cores.values())
     busiest = total / instances
     if load.admins and load.broker == "cluster":
         # An instance serving an admin receives every event, and delivers its admins' share.
         admin_instances = min(load.admins, instances)
-        busiest = (cores["base"] + cores["connections"] + cores["ingest"]) / instances \
+        busiest = (cores["base"] + cores["connections"] + cores["ingest"]
+                   + cores["cluster client"]) / instances \
             + (batches * costs.receive_batch_cpu_us + rate * costs.receive_cpu_us) / 1e6 \
             + rate * (load.fanout / instances + load.admins / admin_instances) \
             * _mix(load, costs, "deliver_cpu_us") / 1e6
-    redis_terms = {"commit": (batches * costs.redis_batch_cpu_us
+    redis_terms = {"commit": (calls * costs.redis_batch_cpu_us
                               + rate * costs.redis_commit_cpu_us) / 1e6,
                    "message": received * costs.redis_message_cpu_us / 1e6}
+    if load.broker == "cluster":
+        redis_terms["claims"] = claims * costs.redis_claim_cpu_us / 1e6
     per_instance = load.connections / instances
+    # Redis Cluster: each followed user's recent events stay in memory (answering resumes).
+    recent_kib = (load.broker == "cluster") * per_instance / load.fanout \
+        * min(load.recent_events_per_user, RECENT_EVENTS_PER_USER) * costs.recent_event_kib
     return Usage(
         instances=instances, instance_cpu_cores=total,
         busiest_instance_cpu_cores=max(busiest, total / instances), cpu_terms=cores,
         delivered_per_second=delivered, received_per_second=received,
         redis_cpu_cores=sum(redis_terms.values()), redis_terms=redis_terms,
         rss_mib_per_instance=costs.base_rss_mib
-        + per_instance * _mix(load, costs, "rss_kib_per_connection") / 1024,
+        + (per_instance * _mix(load, costs, "rss_kib_per_connection") + recent_kib) / 1024,
         client_egress_bytes=delivered * _mix(load, costs, "bytes_per_event"),
         redis_egress_bytes=rate * costs.redis_egress_bytes_per_commit
         + received * costs.redis_egress_bytes_per_message,
@@ -215,10 +265,15 @@ def check_load(load: Load, costs: Costs) -> None:
 
 # --- the costs file -----------------------------------------------------------------------
 
-def costs_from_json(text: str) -> Costs:
-    """The costs file (written by benchmarks/unit_costs.py --install)."""
+def costs_from_json(text: str, broker: str = "redis") -> Costs:
+    """The costs for `broker` in the costs file (written by benchmarks/unit_costs.py
+    --install): one Redis's at the top, Redis Cluster's under "cluster"."""
     try:
         data = json.loads(text)
+        if broker == "cluster":
+            if "cluster" not in data:
+                raise ValueError("no Redis Cluster costs in it")
+            data = data["cluster"]
         inst, redis = data["instance"], data["redis"]
         transports = {name: TransportCosts(**t) for name, t in inst["transports"].items()}
         costs = Costs(transports=transports, source=data.get("source", {}),
@@ -234,11 +289,19 @@ def costs_from_json(text: str) -> Costs:
     return costs
 
 
-def costs_to_json(costs: Costs) -> str:
+def _costs_dict(costs: Costs) -> dict[str, Any]:
     d = asdict(costs)
     redis = {k.removeprefix("redis_"): d.pop(k) for k in list(d) if k.startswith("redis_")}
     source = d.pop("source")
-    return json.dumps({"source": source, "instance": d, "redis": redis}, indent=2) + "\n"
+    return {"source": source, "instance": d, "redis": redis}
+
+
+def costs_to_json(costs: Costs, cluster: Costs | None = None) -> str:
+    """A costs file: one Redis's costs, and Redis Cluster's beside them."""
+    data = _costs_dict(costs)
+    if cluster is not None:
+        data["cluster"] = _costs_dict(cluster)
+    return json.dumps(data, indent=2) + "\n"
 
 
 # --- the command --------------------------------------------------------------------------
@@ -289,7 +352,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--core-budget", type=_number(float, 0, True, 1), default=0.7,
                    help="share of a core an instance or shard may use (default 0.7)")
     p.add_argument("--broker", choices=BROKERS, default="cluster",
-                   help="cluster: Redis Cluster, sharded pub/sub; redis: one Redis")
+                   help="cluster: Redis Cluster, sharded pub/sub, its own unit costs "
+                        "(default); redis: one Redis")
+    p.add_argument("--partitions", type=_number(int, 1, False), default=16,
+                   help="Redis Cluster: JOBWIRE_REDIS_PARTITIONS (default 16)")
+    p.add_argument("--updates-per-job", type=_number(float, 1, False), default=10.0,
+                   help="Redis Cluster: updates per job; each new job's owner is claimed "
+                        "once (default 10)")
     p.add_argument("--ingest", choices=INGEST, default="http",
                    help="updates arrive over HTTP at the instances, or workers commit them "
                         "straight into Redis (default http)")
@@ -308,7 +377,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def load_from(args: argparse.Namespace) -> Load:
     return Load(args.connections, args.updates_per_second, args.admins, args.fanout,
                 args.transport_mix, args.core_budget, args.broker, args.ingest, args.replicas,
-                args.max_connections_per_instance, args.user_spread, args.batch_size)
+                args.max_connections_per_instance, args.user_spread, args.batch_size,
+                args.partitions, args.updates_per_job)
 
 
 # --- the output ---------------------------------------------------------------------------
@@ -326,15 +396,21 @@ def assumptions(load: Load) -> list[str]:
         "(their all-jobs subscription)",
         ("Redis Cluster with sharded pub/sub: an event is sent only to the instances serving "
          "its owner, and to every instance serving an admin (admins on separate instances); "
-         "a publish touches one shard; updates and events are spread evenly over the shards"
+         f"users are spread evenly over {load.partitions} partitions and a batch makes one "
+         "script call per partition it touches; every new job's owner is claimed once "
+         f"({load.updates_per_job:g} updates per job); each followed user's last "
+         f"{RECENT_EVENTS_PER_USER} events stay in its instance's memory; the shards share "
+         "the work evenly"
          if cluster else
          "one Redis: every instance is subscribed to every event, and Redis cannot be split"),
         "updates arrive over HTTP at the instances (ingest cost)" if load.ingest == "http"
         else "workers commit updates straight into Redis (no instance ingest cost)",
         "every update makes one event (updates stay under the per-job conflation rate), "
-        f"committed to Redis once, in publish requests and commit calls of "
-        f"{load.batch_size:g} update(s); one pub/sub message per commit call",
-        "Redis CPU = commits + pub/sub messages sent to subscribing instances; its memory "
+        f"committed to Redis once, in publish requests of {load.batch_size:g} update(s); "
+        + ("one pub/sub message per event" if cluster
+           else "one commit call and pub/sub message per request"),
+        "Redis CPU = commits (+ owner claims) + pub/sub messages sent to subscribing "
+        "instances; its memory "
         "(history retention) and replication traffic are not modelled",
         "costs are those of the machine they were measured on; another CPU scales them",
     ]
@@ -346,7 +422,7 @@ def as_dict(result: Plan, costs: Costs, origin: str) -> dict[str, Any]:
             "instances": u.instances if u else None,
             "redisShards": result.shards, "redisNodes": result.nodes,
             "usage": asdict(u) if u else None, "warnings": result.warnings,
-            "costs": {**json.loads(costs_to_json(costs)), "file": origin},
+            "costs": {**_costs_dict(costs), "broker": result.load.broker, "file": origin},
             "assumptions": assumptions(result.load)}
 
 
@@ -359,8 +435,7 @@ def as_text(result: Plan, costs: Costs, origin: str) -> str:
     mix = ", ".join(f"{t} {100 * s:g} %" for t, s in load.transport_mix.items())
     lines = [f"load: {load.connections:,} connections ({mix}), "
              f"{load.updates_per_second:,.0f} updates/s, {load.admins} admins, fanout "
-             f"{load.fanout:g}; broker "
-             + ("Redis Cluster" if load.broker == "cluster" else "one Redis"), ""]
+             f"{load.fanout:g}; broker {BROKER_NAMES[load.broker]}", ""]
     if u is None:
         lines.append("not feasible")
     else:
@@ -382,10 +457,13 @@ def as_text(result: Plan, costs: Costs, origin: str) -> str:
             "Redis CPU, cores over all shards: "
             + ", ".join(f"{k} {v:,.2f}" for k, v in u.redis_terms.items()),
             f"per second: {u.delivered_per_second:,.0f} events delivered, "
-            f"{u.received_per_second:,.0f} received by instances over pub/sub"]
+            f"{u.received_per_second:,.0f} received by instances over pub/sub, "
+            f"{commit_calls(load):,.0f} Redis script calls, {owner_claims(load):,.0f} owner "
+            "claims"]
     lines += [f"warning: {w}" for w in result.warnings]
     src = costs.source
-    lines += ["", f"unit costs ({origin}; measured in {src.get('resultFile', 'an unknown run')}"
+    lines += ["", f"unit costs for {BROKER_NAMES[load.broker]} ({origin}; measured in "
+              f"{src.get('resultFile', 'an unknown run')}"
               f", commit {str(src.get('commit'))[:7]}, {src.get('machine', '?')}, "
               f"{src.get('measuredAt', '?')}):",
               f"  instance: base {costs.base_cpu_us_per_second:g} µs/s and "
@@ -402,14 +480,20 @@ def as_text(result: Plan, costs: Costs, origin: str) -> str:
               f"{costs.redis_message_cpu_us:g} µs per subscribing instance; bytes in "
               f"{costs.redis_ingress_bytes_per_commit:g}/commit, out "
               f"{costs.redis_egress_bytes_per_commit:g}/commit + "
-              f"{costs.redis_egress_bytes_per_message:g}/message", "", "assumptions:"]
+              f"{costs.redis_egress_bytes_per_message:g}/message"]
+    if load.broker == "cluster":
+        lines.append(f"  Redis Cluster: per script call {costs.commit_call_cpu_us:g} µs on the "
+                     f"instance; per owner claim {costs.claim_cpu_us:g} µs on the instance, "
+                     f"{costs.redis_claim_cpu_us:g} µs in Redis; "
+                     f"{costs.recent_event_kib:g} KiB per recent event kept")
+    lines += ["", "assumptions:"]
     lines += [f"  - {a}" for a in assumptions(load)]
     return "\n".join(lines)
 
 
 def report(args: argparse.Namespace, costs_text: str, costs_origin: str) -> str:
     """The command's output: the plan as text, or as JSON with --json."""
-    costs = costs_from_json(costs_text)
+    costs = costs_from_json(costs_text, args.broker)
     result = plan(load_from(args), costs)
     if args.json:
         return json.dumps(as_dict(result, costs, costs_origin), indent=2)

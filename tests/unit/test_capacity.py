@@ -32,6 +32,9 @@ COSTS = capacity.Costs(
     redis_egress_bytes_per_message=300,
     source={"resultFile": "benchmarks/results/unit_costs-x.json", "commit": "0123456789ab",
             "machine": "a test machine", "measuredAt": "2026-01-01T00:00:00Z"})
+CLUSTER = replace(COSTS, receive_batch_cpu_us=0, commit_call_cpu_us=30, claim_cpu_us=40,
+                  recent_event_kib=1, redis_claim_cpu_us=8,
+                  source={**COSTS.source, "resultFile": "benchmarks/results/unit_costs-c.json"})
 
 
 def load(**kw: object) -> capacity.Load:
@@ -59,6 +62,48 @@ def test_admins_get_every_event_and_their_instances_receive_everything() -> None
     assert u.received_per_second == 4000  # the owner's instance and three admin instances
     assert u.cpu_terms["deliver"] == pytest.approx(4000 * 15 / 1e6)
     assert u.busiest_instance_cpu_cores > u.cpu_per_instance
+
+
+def test_a_batch_touches_the_expected_number_of_distinct_partitions() -> None:
+    assert capacity.partitions_touched(1, 16) == pytest.approx(1)
+    assert capacity.partitions_touched(2, 16) == pytest.approx(1 + 15 / 16)  # 2nd: a new one
+    assert capacity.partitions_touched(10, 16) == pytest.approx(16 * (1 - (15 / 16) ** 10))
+    assert capacity.partitions_touched(1000, 16) == pytest.approx(16)
+    assert capacity.partitions_touched(5, 1) == 1
+
+
+def test_redis_cluster_pays_a_script_call_per_partition_and_a_claim_per_new_job() -> None:
+    cluster = load(batch_size=10, updates_per_job=4, partitions=16, recent_events_per_user=20)
+    u = capacity.usage(cluster, CLUSTER, instances=2)
+    calls = 100 * 16 * (1 - (15 / 16) ** 10)  # 100 batches/s of 10 updates
+    assert capacity.commit_calls(cluster) == pytest.approx(calls)
+    assert capacity.owner_claims(cluster) == 250  # 1,000 updates/s, 4 per job
+    assert u.cpu_terms["cluster client"] == pytest.approx((calls * 30 + 250 * 40) / 1e6)
+    assert u.cpu_terms["ingest"] == pytest.approx((100 * 100 + 1000 * 10) / 1e6)
+    # One message per event, to the owner's instance only: receive is per event.
+    assert u.cpu_terms["receive"] == pytest.approx(1000 * 5 / 1e6)
+    assert u.redis_terms == pytest.approx({"commit": (calls * 50 + 1000 * 20) / 1e6,
+                                           "claims": 250 * 8 / 1e6,
+                                           "message": 1000 * 2 / 1e6})
+    # Each of an instance's 5,000 users keeps its 20 recent events (1 KiB each).
+    assert u.rss_mib_per_instance == pytest.approx(50 + (5000 * 20 + 5000 * 20) / 1024)
+    kept = capacity.usage(replace(cluster, recent_events_per_user=500), CLUSTER, 2)
+    assert kept.rss_mib_per_instance == pytest.approx(50 + (5000 * 20 + 5000 * 64) / 1024)
+    ingested_by_workers = capacity.usage(replace(cluster, ingest="redis"), CLUSTER, 2)
+    assert ingested_by_workers.cpu_terms["cluster client"] == 0
+
+
+def test_one_redis_keeps_one_call_per_batch_and_no_claims() -> None:
+    single = load(broker="redis", batch_size=10)
+    assert capacity.commit_calls(single) == 100 and capacity.owner_claims(single) == 0
+    u = capacity.usage(single, CLUSTER, 2)
+    assert "cluster client" not in u.cpu_terms and "claims" not in u.redis_terms
+
+
+def test_the_recent_events_kept_are_the_cluster_brokers() -> None:
+    from jobwire.broker.cluster import RECENT_PER_USER
+
+    assert capacity.RECENT_EVENTS_PER_USER == RECENT_PER_USER
 
 
 def test_workers_committing_into_redis_cost_the_instances_no_ingest() -> None:
@@ -104,20 +149,28 @@ def test_more_load_never_needs_fewer_instances_or_shards(field: str, broker: str
 
 def test_costs_file_round_trips_and_refuses_what_is_not_one() -> None:
     assert capacity.costs_from_json(capacity.costs_to_json(COSTS)) == COSTS
+    both = capacity.costs_to_json(COSTS, CLUSTER)
+    assert capacity.costs_from_json(both, "redis") == COSTS
+    assert capacity.costs_from_json(both, "cluster") == CLUSTER
+    with pytest.raises(ValueError, match="no Redis Cluster costs"):
+        capacity.costs_from_json(capacity.costs_to_json(COSTS), "cluster")
     for bad in ("{", "[]", '{"instance": {}, "redis": {}}',
                 capacity.costs_to_json(replace(COSTS, ingest_cpu_us=-1))):
         with pytest.raises(ValueError, match="capacity costs file"):
             capacity.costs_from_json(bad)
 
 
-def test_the_shipped_costs_name_the_result_file_they_were_measured_in() -> None:
-    costs = capacity.costs_from_json(SHIPPED.read_text())
+@pytest.mark.parametrize("broker", capacity.BROKERS)
+def test_the_shipped_costs_name_the_result_file_they_were_measured_in(broker: str) -> None:
+    costs = capacity.costs_from_json(SHIPPED.read_text(), broker)
     result = ROOT / costs.source["resultFile"]
     record = json.loads(result.read_text())
     assert record["name"] == "unit_costs" and record["source"]["commit"] == costs.source["commit"]
+    assert record["result"].get("broker", "redis") == broker
     measured = record["result"]["costs"]
     assert measured["transports"] == {t: vars(c) for t, c in costs.transports.items()}
     assert measured["redis_commit_cpu_us"] == costs.redis_commit_cpu_us
+    assert measured.get("commit_call_cpu_us", 0) == costs.commit_call_cpu_us
     assert set(costs.transports) >= {"ws", "sse"}
 
 
@@ -130,7 +183,7 @@ def capacity_cli(*argv: str, costs: Path) -> tuple[int, str, str]:
 @pytest.fixture
 def costs_file(tmp_path: Path) -> Path:
     path = tmp_path / "costs.json"
-    path.write_text(capacity.costs_to_json(COSTS))
+    path.write_text(capacity.costs_to_json(COSTS, CLUSTER))
     return path
 
 
@@ -140,15 +193,31 @@ def test_the_command_answers_with_the_plan_its_costs_and_assumptions(costs_file:
                                   costs=costs_file)
     assert status == 0
     for text in ("instance processes", "Redis shards", "memory (RSS)", "client egress",
-                 "Redis egress", "Redis ingress", "unit_costs-x.json", "assumptions:",
+                 "Redis egress", "Redis ingress", "unit_costs-c.json", "assumptions:",
                  "core budget", "admin"):
         assert text in out, text
     status, out, _ = capacity_cli("--connections", "1000", "--updates-per-second", "10",
                                   "--json", costs=costs_file)
     answer = json.loads(out)
     assert status == 0 and answer["feasible"] and answer["instances"] == 1
+    assert answer["costs"]["source"]["resultFile"] == "benchmarks/results/unit_costs-c.json"
+    assert answer["costs"]["file"] == str(costs_file) and answer["costs"]["broker"] == "cluster"
+    status, out, _ = capacity_cli("--connections", "1000", "--updates-per-second", "10",
+                                  "--broker", "redis", "--json", costs=costs_file)
+    answer = json.loads(out)
     assert answer["costs"]["source"]["resultFile"] == "benchmarks/results/unit_costs-x.json"
-    assert answer["costs"]["file"] == str(costs_file)
+    assert "cluster client" not in answer["usage"]["cpu_terms"]
+
+
+def test_the_command_counts_script_calls_and_claims_on_redis_cluster(costs_file: Path) -> None:
+    status, out, _ = capacity_cli("--connections", "1000", "--updates-per-second", "1000",
+                                  "--batch-size", "10", "--partitions", "16",
+                                  "--updates-per-job", "4", "--json", costs=costs_file)
+    usage = json.loads(out)["usage"]
+    assert status == 0
+    assert usage["cpu_terms"]["cluster client"] == pytest.approx(
+        (100 * 16 * (1 - (15 / 16) ** 10) * 30 + 250 * 40) / 1e6)
+    assert usage["redis_terms"]["claims"] == pytest.approx(250 * 8 / 1e6)
 
 
 @pytest.mark.parametrize("argv", [
@@ -161,6 +230,8 @@ def test_the_command_answers_with_the_plan_its_costs_and_assumptions(costs_file:
     ["--connections", "1", "--updates-per-second", "1", "--transport-mix", "poll=1"],
     ["--connections", "1", "--updates-per-second", "1", "--batch-size", "0"],
     ["--connections", "1", "--updates-per-second", "1", "--replicas", "-2"],
+    ["--connections", "1", "--updates-per-second", "1", "--partitions", "0"],
+    ["--connections", "1", "--updates-per-second", "1", "--updates-per-job", "0.5"],
     ["--updates-per-second", "1"],
 ])
 def test_bad_input_is_refused_with_status_2(argv: list[str], costs_file: Path,
