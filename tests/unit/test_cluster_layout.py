@@ -76,3 +76,22 @@ def test_the_merged_feed_releases_in_id_order_once_every_partition_is_past():
     assert not feed.add(1, ev(10, 1))  # a repeat (a catch-up reading what came live)
     assert feed.held == 0 and feed.lagging() == []
     assert feed.watermark == (10, 1)
+
+
+def test_the_cluster_client_is_hardened_only_when_redis_py_has_what_it_needs():
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    from jobwire.broker.clusterclient import harden, missing
+
+    client = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", 7000)])
+    assert missing(client) == []
+    assert harden(client)
+    assert type(client.commands_parser).__name__ == "CommandTableOnce"
+
+    class Elsewhere:  # another client, or a redis-py without these internals
+        aclose = None
+
+    other = Elsewhere()
+    assert "RedisCluster.commands_parser" in missing(other)
+    assert not harden(other)
+    assert other.aclose is None  # left unchanged

@@ -28,12 +28,11 @@ import heapq
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis._parsers.commands import AsyncCommandsParser
 
 from ..cursor import Position, format_id, parse_id
 from ..errors import BrokerUnavailable, JobwireError, OwnerMismatch
@@ -43,6 +42,7 @@ from ..jobs import Ack, Job
 from ..jobstate import event_from
 from ..protocol import JobUpdate
 from .base import EVERYONE, Scope, View
+from .clusterclient import close, harden
 from .clusterkeys import ClusterKeys, floor_position
 from .clustersub import ClusterSubscriber
 from .mergefeed import MergedFeed
@@ -63,40 +63,6 @@ RECENT_PER_USER = 64
 clog = logging.getLogger("jobwire.cluster")
 
 
-class CommandTableOnce(AsyncCommandsParser):
-    """redis-py's command table (COMMAND), loaded on the first slot-map refresh only.
-
-    redis-py reloads it on every refresh, from the first primary CLUSTER SLOTS names: during a
-    failover that can be the dead primary, and then every refresh fails, so every command
-    on every shard fails until the failover is over. The table is the same on every node."""
-
-    async def initialize(self, node: Any = None) -> None:
-        if node:
-            self.node = node
-        if not self.commands:
-            await super().initialize()
-
-
-def retire_instead_of_cutting(client: Any) -> None:
-    """While the broker runs, redis-py's full reset of the cluster client retires connections
-    instead of cutting them. Closing the client for good: `type(client).aclose(client)`.
-
-    redis-py resets the whole client (every connection to every node) to refresh its slot map
-    after some errors: a pipeline that met a dead node, every few MOVED. Commands in flight on
-    healthy shards then fail, and are retried after a backoff: one shard's failover would
-    slow every shard. Here a reset does what redis-py does for one failed node: idle
-    connections are closed now, busy ones once their command is answered."""
-    nodes = client.nodes_manager
-
-    async def reset() -> None:
-        client._initialize = True  # the slot map is read again before the next command
-        for node in [*nodes.nodes_cache.values(), *nodes.startup_nodes.values()]:
-            node.update_active_connections_for_reconnect()
-            await node.disconnect_free_connections()
-
-    client.aclose = reset
-
-
 class ClusterBroker(RedisBroker):
     split_audience = True
 
@@ -104,8 +70,7 @@ class ClusterBroker(RedisBroker):
                  **options: Any):
         super().__init__(url, prefix=prefix, **options)
         self.keys: ClusterKeys = ClusterKeys(prefix, partitions)  # type: ignore[assignment]
-        self.redis.commands_parser = CommandTableOnce()  # type: ignore[attr-defined]
-        retire_instead_of_cutting(self.redis)
+        self.hardened = harden(self.redis)  # see clusterclient.py
         self.partitions = partitions
         self._commit = self.redis.register_script(script("cluster_commit.lua"))
         self._tick = self.redis.register_script(script("cluster_tick.lua"))
@@ -114,6 +79,8 @@ class ClusterBroker(RedisBroker):
         self._partition_of_channel = {self.keys.channel(p): p for p in range(partitions)}
         self._followers: Counter[str] = Counter()
         self._following: dict[str, asyncio.Future[None]] = {}  # a first follow under way
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._user_of_channel: dict[str, str] = {}
         self._last: dict[str, Position] = {}  # per followed user: the newest event routed
         # Per followed user, the events routed lately: recent resumes (long-polls) are
         # answered from here instead of Redis.
@@ -128,9 +95,9 @@ class ClusterBroker(RedisBroker):
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.redis.initialize(), 5)
-            self._initialized = True
+        # Serve even if the cluster is down at start: /readyz says so until it answers (the
+        # sweeper tries again every second).
+        await self._initialize()
         self._tasks = [asyncio.create_task(self._sweeper(), name="jobwire-cluster-sweep"),
                        asyncio.create_task(self._ticker(), name="jobwire-cluster-tick")]
 
@@ -141,7 +108,12 @@ class ClusterBroker(RedisBroker):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.aclose(), 2)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(type(self.redis).aclose(self.redis), 5)
+            await asyncio.wait_for(close(self.redis), 5)
+
+    async def _initialize(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.redis.initialize(), 5)
+            self._initialized = True
 
     def ready(self) -> bool:
         """The cluster answered, and not every channel this instance needs is lost."""
@@ -182,8 +154,14 @@ class ClusterBroker(RedisBroker):
             await asyncio.shield(pending)
 
     async def _subscribe(self, key: str) -> None:
+        async with self._changing(key):
+            await self._subscribe_now(key)
+
+    async def _subscribe_now(self, key: str) -> None:
         if key != EVERYONE:
-            await self.sub.add([self.keys.user_channel(key)])
+            channel = self.keys.user_channel(key)
+            self._user_of_channel[channel] = key
+            await self.sub.add([channel])
             head = await self.redis.xrevrange(self.keys.user_stream(key), count=1)
             last = self._last.setdefault(key, parse_id(head[0][0]) if head else (0, 0))
             recent = self._recent_of[key] = Log(min(RECENT_PER_USER, self.retention.history_size))
@@ -202,13 +180,29 @@ class ClusterBroker(RedisBroker):
         if self._followers[key] > 0 or key in self._following:
             return
         del self._followers[key]
+        # Forget first, with no await before: a follow arriving meanwhile finds nothing to
+        # reuse and subscribes afresh once this is done (the same lock).
         if key == EVERYONE:
-            await self.sub.remove([self.keys.channel(p) for p in range(self.partitions)])
             self.feed = MergedFeed(self.partitions)
+            channels = [self.keys.channel(p) for p in range(self.partitions)]
         else:
-            await self.sub.remove([self.keys.user_channel(key)])
             self._last.pop(key, None)
             self._recent_of.pop(key, None)
+            channels = [self.keys.user_channel(key)]
+        async with self._changing(key):
+            if self._followers[key] <= 0:
+                await self.sub.remove(channels)
+
+    @contextlib.asynccontextmanager
+    async def _changing(self, key: str) -> AsyncIterator[None]:
+        """One subscribe or unsubscribe of a key at a time."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._locks.get(key) is lock:
+                del self._locks[key]
 
     # --- publishing -----------------------------------------------------------------------
 
@@ -238,6 +232,18 @@ class ClusterBroker(RedisBroker):
                 owners[update.jobId] = cached[0]
             else:
                 claims[update.jobId] = update.userId
+        if claims:
+            # A job already in its user's partition is theirs (only the claim's winner writes
+            # it there): no need to read the claim, which may live on another shard.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id, user_id in claims.items():
+                    pipe.exists(self.keys.job(job_id, user_id))
+                there = await pipe.execute()
+            for (job_id, user_id), found in zip(list(claims.items()), there, strict=True):
+                if found:
+                    owners[job_id] = user_id
+                    self._owners[job_id] = (user_id, now + OWNER_CACHE_SECONDS)
+                    del claims[job_id]
         if claims:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for job_id, user_id in claims.items():
@@ -504,11 +510,10 @@ class ClusterBroker(RedisBroker):
                 known = self.feed.known[p]
                 if known is not None:
                     await self._replay(channel, self.keys.stream(p), known)
-        users = [(c, c.rsplit(":u:", 1)[1]) for c in channels
-                 if c not in self._partition_of_channel and ":u:" in c]
-        for channel, user in users:
-            last = self._last.get(user)
-            if last is not None:
+        for channel in channels:
+            user = self._user_of_channel.get(channel)
+            last = self._last.get(user) if user is not None else None
+            if user is not None and last is not None:
                 await self._replay(channel, self.keys.user_stream(user), last)
         # No await from here: held messages go first, then the channel is live again.
         for channel in channels:
@@ -531,6 +536,8 @@ class ClusterBroker(RedisBroker):
         """Stalled jobs and retention by age, partition by partition."""
         while True:
             await asyncio.sleep(min(SWEEP_SECONDS, self.stalled_after / 4))
+            if not self._initialized:
+                await self._initialize()
             now = time.time()
             minid = f"{int((now - self.retention.ttl_seconds) * 1000)}-0"
             for p in range(self.partitions):
