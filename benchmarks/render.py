@@ -595,6 +595,60 @@ def block_celery_progress(records: list[Record]) -> str:
             + f".\n\n{main}\n\n" + "\n".join(lines))
 
 
+# --- soak.py ------------------------------------------------------------------------------
+
+SOAK_FLAT = 0.05  # flat memory: the server's RSS grows by less than this share of it per hour
+
+
+def soak_flat(rss: dict[str, Any]) -> bool:
+    """The server's RSS is flat: over the second half of the run (past the warm-up), it grew
+    at less than SOAK_FLAT of its start per hour."""
+    growth = rss["secondHalfGrowthMiBPerHour"]
+    return growth is not None and growth < SOAK_FLAT * rss["startMiB"]
+
+
+def soak_row(rec: Record) -> list[str]:
+    r, p = rec["result"], rec["parameters"]
+    d, rss, red = r["delivery"], r["serverRss"], r["redisRss"]
+    once = "yes" if d["deliveredOnce"] and d["ok"] else "**no**"
+    return [f"{n(d['connected'])} / {n(p['connections'])} "
+            f"{TRANSPORT.get(p['transport'], p['transport'])}, {n(p['rate'])} → "
+            f"{n(d['achievedRate'])} updates/s, {p['duration'] / 60:g} min",
+            f"{n(p['disconnect_every'])} every {limit(p['disconnect_interval'])} s: "
+            f"{n(d['reconnected'])} / {n(d['forcedDisconnects'])} resumed",
+            f"**{f(rss['startMiB'])} → {f(rss['middleMiB'])} → {f(rss['endMiB'])}**",
+            f"{f(rss['growthMiBPerHour'])} / {f(rss['secondHalfGrowthMiBPerHour'])}",
+            "**yes**" if soak_flat(rss) else "no",
+            f"{f(red['startMiB'])} → {f(red['endMiB'])}",
+            f"{n(d['eventsDelivered'])} / {n(d['eventsExpected'])}",
+            f"{n(d['duplicates'])} / {n(d['seqGaps'])}", once,
+            f"{f(d['latencyMs']['p50'])} / {f(d['latencyMs']['p99'])}",
+            f"{r['loadAverage1m']['mean']:.1f} / {r['loadAverage1m']['max']:.1f}", link(rec)]
+
+
+def block_soak(records: list[Record]) -> str:
+    runs = named(records, "soak")
+    if not runs:
+        return nothing("benchmarks/soak.py")
+    text = table(["load", "forced disconnects: resumed", "server RSS MiB, start → middle → end",
+                  "server RSS growth MiB/h, whole run / second half",
+                  f"flat (second half < {SOAK_FLAT:.0%} of the start per hour)",
+                  "Redis RSS MiB, start → end", "delivered / expected",
+                  "duplicates / seq gaps", "every event once", "latency p50 / p99 ms",
+                  "load average, mean / max", "result file"], [soak_row(r) for r in runs])
+    rec = runs[-1]
+    r, stem = rec["result"], Path(rec["file"]).stem
+    after = r["afterLoadtest"]
+    settings = " ".join(f"{k}={v}" for k, v in r["serverSettings"].items())
+    return (f"{text}\n\nNewest run: {when(rec)}, code {commit(rec)}, {command(rec)}; the server "
+            f"ran with `{settings}`. Once the load test ended, the server had "
+            f"{n(after['sessions'])} sessions open after {f(after['secondsAfterLoadtest'])} s "
+            f"and an RSS of {f(after['serverRssMiB'])} MiB; its log had "
+            f"{n(r['serverLogErrors'])} error lines.\n\n"
+            f"![RSS over the run: the server (blue) and Redis (red), MiB against minutes]"
+            f"(benchmarks/results/{stem}.png)")
+
+
 # --- targets ------------------------------------------------------------------------------
 
 def verdict(checks: list[tuple[str, bool]]) -> str:
@@ -864,6 +918,7 @@ BLOCKS: dict[str, Callable[[list[Record]], str]] = {
     "browser": block_browser,
     "report-overhead": block_report_overhead,
     "celery_progress": block_celery_progress,
+    "soak": block_soak,
     "seed_commands": block_seed_commands,
     "files": block_files,
     "readme": block_readme,
