@@ -42,7 +42,7 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
 from unit_costs import Deployment, measure, server_environment  # noqa: E402
 
-from jobwire import capacity  # noqa: E402
+from jobwire import capacity, capacity_cli  # noqa: E402
 from jobwire.loadtest import results  # noqa: E402
 from jobwire.loadtest.readers import run_loop  # noqa: E402
 
@@ -214,7 +214,7 @@ def command_output(argv: list[str], costs_text: str) -> str:
     from jobwire.cli import build_parser
 
     args = build_parser().parse_args(["capacity", *argv])
-    return capacity.report(args, costs_text, "jobwire/capacity_costs.json")
+    return capacity_cli.report(args, costs_text, "jobwire/capacity_costs.json")
 
 
 def blocks(root: Path = ROOT) -> dict[str, str]:

@@ -126,7 +126,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_capacity(args: argparse.Namespace) -> int:
     from importlib import resources
 
-    from .capacity import report
+    from .capacity_cli import report
 
     if args.costs:
         try:
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_watch(sub)
     from .loadtest import register as register_loadtest
     register_loadtest(sub)
-    from .capacity import add_arguments as capacity_arguments
+    from .capacity_cli import add_arguments as capacity_arguments
     capacity = sub.add_parser("capacity", help="instances, Redis shards, memory and bandwidth "
                                                "a load needs")
     capacity_arguments(capacity)
