@@ -16,7 +16,8 @@ those samples, the server's RSS at the start (the first sample once publishing h
 after the ramp-up), the middle and the end of publishing, its growth per hour (the least-squares
 slope over the publishing samples), the delivery figures (delivered/expected, duplicates, seq
 gaps, forced disconnects and reconnections) and the loadtest's whole result file. A PNG of the
-RSS curve is drawn beside it (--plot: where; --plot-from FILE redraws one from a result file).
+server's RSS curve is drawn beside it (--plot: where; --plot-from FILE redraws one from a
+result file).
 
     .venv/bin/python benchmarks/soak.py [--duration 3600] [--connections 5000] [--rate 1000]
         [--disconnect-interval 180] [--disconnect-every 500] [--processes 2]
@@ -253,11 +254,10 @@ GLYPHS = {  # 3x5 pixels, rows top to bottom: the few characters the labels use
     "6": "111100111101111", "7": "111001001001001", "8": "111101111101111",
     "9": "111101111001111", ".": "000000000000010", " ": "000000000000000",
     "M": "101111111101101", "i": "010000010010010", "B": "110101110101110",
-    "m": "000000111111101", "n": "000000110101101", "s": "011100010001110",
-    "e": "111100111100111", "r": "000000110100100", "v": "000000101101010",
-    "d": "001001111101111", "t": "010111010010011", "h": "100100111101101"}
+    "m": "000000111111101", "n": "000000110101101", "s": "000011100001110",
+    "e": "000010111100011", "r": "000000110100100", "v": "000000101101010"}
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 900, 420, 70, 20, 40, 50
-SERVER_COLOUR, REDIS_COLOUR, GRID, INK = (31, 90, 180), (200, 60, 40), (225, 225, 225), (0, 0, 0)
+SERVER_COLOUR, MARK, GRID, INK = (31, 90, 180), (200, 60, 40), (225, 225, 225), (0, 0, 0)
 
 
 class Canvas:
@@ -307,12 +307,13 @@ def nice_step(span: float, ticks: int = 6) -> float:
 
 
 def draw_rss(figures: dict[str, Any], path: Path) -> None:
-    """The server's (blue) and Redis's (red) RSS in MiB over the run's minutes."""
+    """The server's RSS in MiB over the run's minutes, from zero (so that a flat line looks
+    flat), with the start, middle and end samples marked. Redis is left out: it keeps the
+    events, and its growth by design would squash the server's line."""
     samples = [s for s in figures["samples"] if s["serverRssMiB"] == s["serverRssMiB"]]
     canvas = Canvas(WIDTH, HEIGHT)
     x_max = max(60.0, max((s["t"] for s in samples), default=60.0)) / 60
-    y_max = 1.1 * max((max(s["serverRssMiB"], s["redisRssMiB"] or 0) for s in samples),
-                      default=1.0)
+    y_max = 1.1 * max((s["serverRssMiB"] for s in samples), default=1.0)
     x_step, y_step = nice_step(x_max), nice_step(y_max)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
@@ -333,13 +334,15 @@ def draw_rss(figures: dict[str, Any], path: Path) -> None:
     canvas.line(LEFT, TOP + plot_h, LEFT + plot_w, TOP + plot_h, INK)
     canvas.text(8, 12, "MiB")
     canvas.text(LEFT + plot_w - 30, HEIGHT - 18, "min")
-    for key, colour, label, at in (("redisRssMiB", REDIS_COLOUR, "redis", 300),
-                                   ("serverRssMiB", SERVER_COLOUR, "server", 150)):
-        points = [xy(s["t"], s[key]) for s in samples if s[key] == s[key]]
-        for a, b in itertools.pairwise(points):
-            canvas.line(*a, *b, colour, 2)
-        canvas.line(LEFT + at, 20, LEFT + at + 30, 20, colour, 3)
-        canvas.text(LEFT + at + 38, 15, label, colour)
+    points = [xy(s["t"], s["serverRssMiB"]) for s in samples]
+    for a, b in itertools.pairwise(points):
+        canvas.line(*a, *b, SERVER_COLOUR, 2)
+    canvas.text(LEFT + 150, 15, "server", SERVER_COLOUR)
+    rss = figures["serverRss"]
+    for at in ("start", "middle", "end"):
+        if rss.get(f"{at}T") is not None:
+            x, y = xy(rss[f"{at}T"], rss[f"{at}MiB"])
+            canvas.dot(round(x) - 4, round(y) - 4, MARK, 9)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(canvas.png())
 
