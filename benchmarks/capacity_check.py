@@ -51,7 +51,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 BLOCK = re.compile(r"(<!-- capacity:(?P<key>[\w-]+) -->\n)(.*?)(<!-- /capacity:(?P=key) -->)",
                    re.S)
 MILLION = ["--connections", "1000000", "--updates-per-second", "500000", "--admins", "0",
-           "--batch-size", "20", "--transport-mix", "ws=0.8,sse=0.2", "--replicas", "1"]
+           "--batch-size", "20", "--transport-mix", "ws=0.8,sse=0.2", "--replicas", "1",
+           "--partitions", "64"]
 
 
 def parse_load(text: str) -> tuple[int, float]:

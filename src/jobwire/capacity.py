@@ -245,6 +245,11 @@ def plan(load: Load, costs: Costs) -> Plan:
                         f"above the {100 * load.core_budget:.0f} % budget: use Redis Cluster "
                         f"(about {shards} shards)")
         shards = 1
+    if load.broker == "cluster" and shards > load.partitions:
+        warnings.append(
+            f"{shards} shards need at least {shards} partitions (a partition is one slot, on one "
+            f"shard): set JOBWIRE_REDIS_PARTITIONS (--partitions here) to {shards} or more; with "
+            f"{load.partitions}, only {load.partitions} shards would carry the load")
     if u.busiest_instance_cpu_cores > load.core_budget:
         warnings.append(
             f"an instance serving an admin's all-jobs subscription receives every event: it "

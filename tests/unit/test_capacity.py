@@ -287,3 +287,13 @@ def test_calibration_scales_the_unit_cost_prediction_and_fits_rss() -> None:
     assert fit["rssMiBPerConnection"] == pytest.approx(0.02)
     assert loads[2]["errorPercent"]["calibrated"] == {
         "instanceCpuCores": 0.0, "redisCpuCores": 0.0, "rssMiBPerInstance": 0.0}
+
+
+def test_more_shards_than_partitions_is_told():
+    many = capacity.plan(load(connections=1_000_000, updates_per_second=500_000, batch_size=20),
+                         CLUSTER)
+    assert many.shards > 16
+    assert any("partitions" in w for w in many.warnings)
+    enough = capacity.plan(load(connections=1_000_000, updates_per_second=500_000,
+                                batch_size=20, partitions=1024), CLUSTER)
+    assert not any("partitions" in w for w in enough.warnings)
