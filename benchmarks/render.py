@@ -327,6 +327,77 @@ def block_saturation(records: list[Record]) -> str:
             f"{edge_text(points)}.**")
 
 
+
+# --- single_updates.py and whole_machine.py -----------------------------------------------
+
+def single_update_rows(rec: Record, broker: str) -> list[list[str]]:
+    rows = []
+    for x in rec["result"]["brokers"][broker]["rows"]:
+        lat, late = x["latencyMs"], x["intendedLatencyMs"]
+        rows.append([broker, f"{n(x['rate'])} → {n(x['achieved'])}",
+                     f"{f(lat['p50'])} / {f(lat['p99'])} / {f(lat['max'])}", f(late["p99"]),
+                     f"{x['serverCpuPercent']:.0f} %", f(x["serverUsPerRequest"]),
+                     f(x["redisUsPerRequest"]), f"{x['loadgenCpuPercent']:.0f} %",
+                     n(x["errors"]), "**yes**" if x["meets"] else "no", link(rec)])
+    return rows
+
+
+def block_single_updates(records: list[Record]) -> str:
+    runs = named(records, "single_updates")
+    sweeps = [r for r in runs if r["result"]["mode"] == "sweep"]
+    if not sweeps:
+        return nothing("benchmarks/single_updates.py")
+    limit_ms = sweeps[-1]["result"]["p99LimitMs"]
+    rows = [row for rec in sweeps for broker in rec["result"]["brokers"]
+            for row in single_update_rows(rec, broker)]
+    lines = [table(["broker", "requests/s wanted → answered",
+                    "publish latency p50 / p99 / max ms", "p99 from schedule ms",
+                    "server CPU (one core)", "server µs / request", "Redis µs / request",
+                    "load generator CPU", "errors", f"p99 < {limit(limit_ms)} ms, no errors, "
+                    f"{KEPT:.0%} answered", "result file"], rows), ""]
+    for rec in sweeps:
+        best = ", ".join(f"{broker} {n(b['highestRateMeetingLimit'])} requests/s"
+                         + (" (every rate tried met it: the edge lies above)"
+                            if all(x["meets"] for x in b["rows"]) else "")
+                         for broker, b in rec["result"]["brokers"].items())
+        lines.append(f"- {link(rec)} ({when(rec)}, code {commit(rec)}): highest rate with "
+                     f"p99 < {limit(limit_ms)} ms: **{best}**.")
+    for rec in (r for r in runs if r["result"]["mode"] == "profile"):
+        for broker, b in rec["result"]["brokers"].items():
+            top = ", ".join(f"`{x['module']}` {x['percent']:.0f} %"
+                            for x in b["selfByModule"][:6])
+            lines.append(f"- py-spy, {broker} broker at {n(b['row']['rate'])} requests/s "
+                         f"({f(b['row']['serverUsPerRequest'])} µs per request, "
+                         f"{n(b['samples'])} samples; {link(rec)}, code {commit(rec)}): "
+                         f"self by module {top}.")
+    return "\n".join(lines)
+
+
+def block_whole_machine(records: list[Record]) -> str:
+    runs = named(records, "whole_machine")
+    if not runs:
+        return nothing("benchmarks/whole_machine.py")
+    rows, lines = [], []
+    for rec in runs:
+        res = rec["result"]
+        for x in res["rows"]:
+            rows.append([n(res["clients"]), f"{n(x['rate'])} → {n(x['achieved'])}",
+                         f"{n(x['delivered'])} / {n(x['expected'])}" + refusals(x),
+                         f"{f(x['p50'])} / {f(x['p99'])} / {f(x['max'])}",
+                         f"{x['serverCpuPercent']:.0f} %", f(x["serverUsPerEvent"]),
+                         f"{x['redisCpuPercent']:.0f} %",
+                         f"{x['loadgenCpuPercent']:.0f} % ({x['busiestLoadgen']})",
+                         "**yes**" if x["meets"] else "no", link(rec)])
+        lines.append(f"- {n(res['clients'])} clients ({link(rec)}, {when(rec)}): highest rate "
+                     f"with p99 < {limit(res['p99LimitMs'])} ms, nothing lost, rate kept: "
+                     f"**{n(res['highestRateMeetingLimit'])} updates/s**.")
+    return (table(["WebSocket clients", "updates/s wanted → achieved", "delivered / expected",
+                   "latency p50 / p99 / max ms", "both workers' CPU (% of a core)",
+                   "workers' µs / event", "Redis CPU", "load generator CPU (busiest process)",
+                   f"p99 < {limit(runs[-1]['result']['p99LimitMs'])} ms, nothing lost, rate kept",
+                   "result file"], rows)
+            + "\n\n" + "\n".join(lines))
+
 # --- cluster_scaling.py -------------------------------------------------------------------
 
 RATIO_NAMES = {"redisEgressBytesPerUpdate": "Redis egress", "redisCpuUsPerUpdate": "Redis CPU",
@@ -645,7 +716,8 @@ def block_soak(records: list[Record]) -> str:
             f"{n(after['sessions'])} sessions open after {f(after['secondsAfterLoadtest'])} s "
             f"and an RSS of {f(after['serverRssMiB'])} MiB; its log had "
             f"{n(r['serverLogErrors'])} error lines.\n\n"
-            f"![RSS over the run: the server (blue) and Redis (red), MiB against minutes]"
+            f"![The server's RSS over the run, MiB against minutes, the start, middle and end "
+            f"samples marked]"
             f"(benchmarks/results/{stem}.png)")
 
 
@@ -912,6 +984,8 @@ BLOCKS: dict[str, Callable[[list[Record]], str]] = {
                                      "jobwire loadtest --instances"),
     "ws-clients": block_ws_clients,
     "saturation": block_saturation,
+    "single_updates": block_single_updates,
+    "whole_machine": block_whole_machine,
     "cluster_scaling": block_cluster_scaling,
     "peers": block_peers,
     "profile": block_profile,
