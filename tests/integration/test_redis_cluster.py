@@ -159,3 +159,23 @@ async def test_an_admin_resuming_again_and_again_while_every_shard_commits_gets_
     assert sorted(m["id"] for m in mine) == sorted(acked)
     for user in users:
         assert [m["seq"] for m in mine if m["userId"] == user] == list(range(1, 31))
+
+
+async def test_the_broker_stops_within_seconds_whatever_its_loops_are_doing(shards, uid):
+    """redis-py's cluster client can ignore a cancellation that lands mid-command: stopping
+    must not depend on it (the sweeper here runs a command every few milliseconds)."""
+    from jobwire.broker.base import EVERYONE
+    from jobwire.broker.cluster import STOP_SECONDS, ClusterBroker
+    from jobwire.protocol import parse_update
+
+    cluster, _, _ = shards
+    loop = asyncio.get_running_loop()
+    for n in range(40):
+        broker = ClusterBroker(cluster.url, prefix=f"{uid}{n}:", stalled_after_seconds=0.3)
+        await broker.start()
+        await broker.follow([EVERYONE, "u"])
+        await broker.publish(parse_update({"jobId": "j", "userId": "u", "status": "processing"}))
+        await asyncio.sleep(random.uniform(0, 0.1))
+        started = loop.time()
+        await asyncio.wait({asyncio.ensure_future(broker.stop())}, timeout=4 * STOP_SECONDS)
+        assert loop.time() - started < STOP_SECONDS + 1, n

@@ -44,7 +44,7 @@ from ..protocol import JobUpdate
 from .base import EVERYONE, Scope, View
 from .clusterclient import close, harden
 from .clusterkeys import ClusterKeys, floor_position
-from .clustersub import ClusterSubscriber
+from .clustersub import ClusterSubscriber, settle, within
 from .mergefeed import MergedFeed
 from .redis import REPLICA_WAIT_MS, SWEEP_SECONDS, RedisBroker, log
 from .redisconn import unavailable
@@ -58,6 +58,7 @@ ADMIN_READY_SECONDS = 5.0
 OWNER_CACHE_SIZE = 100_000
 OWNER_CACHE_SECONDS = 60.0  # owners are permanent until the job expires: re-check now and then
 CATCH_UP_PAGE = 1000
+STOP_SECONDS = 6.0  # a command in flight ends within the client's socket timeout (5 s)
 RECENT_PER_USER = 64
 
 clog = logging.getLogger("jobwire.cluster")
@@ -88,6 +89,7 @@ class ClusterBroker(RedisBroker):
         self._held: dict[str, list[str]] = {}  # live messages of channels catching up
         self._ticked_at = [0.0] * partitions
         self._tick_due = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._fences: dict[str, aioredis.Redis] = {}
         self._initialized = False
@@ -102,18 +104,19 @@ class ClusterBroker(RedisBroker):
                        asyncio.create_task(self._ticker(), name="jobwire-cluster-tick")]
 
     async def stop(self) -> None:
-        await self._stop_tasks()
+        """Every wait bounded (see clustersub.settle): the background loops are asked to
+        end between two commands, and cancelled only if they do not within seconds."""
+        self._stopping.set()
+        self._tick_due.set()
+        await asyncio.wait(self._tasks, timeout=STOP_SECONDS)
+        await settle(self._tasks, 1.0)
         await self.sub.close()
         for client in self._fences.values():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.aclose(), 2)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(close(self.redis), 5)
+            await within(2, client.aclose())
+        await within(STOP_SECONDS, close(self.redis))
 
     async def _initialize(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.redis.initialize(), 5)
-            self._initialized = True
+        self._initialized = await within(5, self.redis.initialize())
 
     def ready(self) -> bool:
         """The cluster answered, and not every channel this instance needs is lost."""
@@ -485,6 +488,8 @@ class ClusterBroker(RedisBroker):
         while True:
             await self._tick_due.wait()
             self._tick_due.clear()
+            if self._stopping.is_set():
+                return
             now = loop.time()
             due = [p for p in self.feed.lagging() if now - self._ticked_at[p] >= TICK_SECONDS]
             for p in due:
@@ -492,8 +497,14 @@ class ClusterBroker(RedisBroker):
             if due:
                 await asyncio.gather(*(self._send_tick(p) for p in due))
             if self.feed.held:
-                await asyncio.sleep(TICK_SECONDS)
+                await self._pause(TICK_SECONDS)
                 self._tick_due.set()
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True (at once) when the broker is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
 
     async def _send_tick(self, p: int) -> None:
         try:
@@ -534,13 +545,14 @@ class ClusterBroker(RedisBroker):
 
     async def _sweeper(self) -> None:
         """Stalled jobs and retention by age, partition by partition."""
-        while True:
-            await asyncio.sleep(min(SWEEP_SECONDS, self.stalled_after / 4))
+        while not await self._pause(min(SWEEP_SECONDS, self.stalled_after / 4)):
             if not self._initialized:
                 await self._initialize()
             now = time.time()
             minid = f"{int((now - self.retention.ttl_seconds) * 1000)}-0"
             for p in range(self.partitions):
+                if self._stopping.is_set():
+                    return
                 try:
                     silent = await self.redis.zrangebyscore(self.keys.processing(p), "-inf",
                                                             now - self.stalled_after)

@@ -38,6 +38,30 @@ class LinkFailed(Exception):
     pass
 
 
+async def settle(tasks: list[asyncio.Task[None]] | list[asyncio.Future[None]],
+                 seconds: float) -> None:
+    """Cancel `tasks` and wait at most `seconds` for them to end, never longer.
+
+    redis-py's cluster client does not always honour a cancellation that lands while it
+    writes a command (the task goes on waiting, for ever): awaiting such a task, or a
+    `wait_for` around it, would never return. A task still running after `seconds` is left
+    to the event loop's end."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=seconds)
+
+
+async def within(seconds: float, call: Awaitable[object]) -> bool:
+    """Run `call` for at most `seconds` (see `settle`); whether it succeeded in time."""
+    task = asyncio.ensure_future(call)
+    await asyncio.wait({task}, timeout=seconds)
+    if not task.done():
+        task.cancel()
+        return False
+    return not task.cancelled() and task.exception() is None
+
+
 class ShardLink:
     """One pub/sub connection to one node."""
 
@@ -146,17 +170,9 @@ class ShardLink:
 
     async def close(self) -> None:
         current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        for task in self._tasks:
-            if task is not current:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.pubsub.aclose(), PING_SECONDS * 2)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.client.aclose(), PING_SECONDS * 2)
+        await settle([t for t in self._tasks if t is not current], PING_SECONDS * 2)
+        await within(PING_SECONDS * 2, self.pubsub.aclose())
+        await within(PING_SECONDS * 2, self.client.aclose())
 
 
 class ClusterSubscriber:
@@ -274,9 +290,7 @@ class ClusterSubscriber:
 
     async def close(self) -> None:
         if self._recovery is not None:
-            self._recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._recovery
+            await settle([self._recovery], PING_SECONDS * 2)
         for link in list(self.links.values()):
             await link.close()
         self.links.clear()
