@@ -104,3 +104,12 @@ def test_forced_disconnects_are_spread_over_the_connected(counts: list[int], n: 
         picks = spread(counts, n)
         assert sum(picks) == min(n, sum(counts))
         assert all(0 <= p <= c for p, c in zip(picks, counts, strict=True))
+
+
+def test_open_files_are_counted_per_process_that_holds_the_readers():
+    from jobwire.loadtest.options import Options
+    from jobwire.loadtest.runner import FD_MARGIN, open_files_needed
+
+    assert open_files_needed(Options(connections=20_000, processes=1)) == 20_000 + FD_MARGIN
+    assert open_files_needed(Options(connections=20_000, processes=2)) == 10_000 + FD_MARGIN
+    assert open_files_needed(Options(connections=20_001, processes=2)) == 10_001 + FD_MARGIN

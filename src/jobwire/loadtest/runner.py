@@ -55,6 +55,12 @@ class Progress:
             self.shown = False
 
 
+def open_files_needed(o: Options) -> int:
+    """Per process: this one holds every reader's socket, or (with --processes above 1) each
+    worker holds its share and inherits this process's limit."""
+    return -(-o.connections // o.processes) + FD_MARGIN
+
+
 def raise_open_file_limit(need: int) -> str | None:
     """One socket per connection: raise the soft limit if needed, or say why it cannot be."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -266,7 +272,7 @@ def ssl_context_for(urls: list[str]) -> Any:
 def execute(o: Options) -> tuple[int, dict[str, Any] | None, str | None]:
     """Run the test: (exit status, result, error text). 0: everything expected arrived,
     1: something was lost, refused or could not connect, 2: could not run at all."""
-    problem = raise_open_file_limit(o.connections + FD_MARGIN)
+    problem = raise_open_file_limit(open_files_needed(o))
     if problem:
         return 2, None, problem
     with contextlib.ExitStack() as stack:
