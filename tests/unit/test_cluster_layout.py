@@ -95,3 +95,19 @@ def test_the_cluster_client_is_hardened_only_when_redis_py_has_what_it_needs():
     assert "RedisCluster.commands_parser" in missing(other)
     assert not harden(other)
     assert other.aclose is None  # left unchanged
+
+
+def test_cluster_settings_that_cannot_work_are_refused():
+    from jobwire.config import Settings
+    from jobwire.errors import ConfigError
+
+    url = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001"
+    with pytest.raises(ConfigError, match="no '\\{'"):
+        Settings(secret="s" * 32, redis_url=url, redis_prefix="job{wire}:")
+    with pytest.raises(ConfigError, match="at most 1024"):
+        Settings(secret="s" * 32, redis_url=url, redis_partitions=2000)
+    with pytest.raises(ConfigError, match="redis\\+cluster://"):
+        Settings(secret="s" * 32, redis_url="redis+shards://127.0.0.1:7000")
+    with pytest.raises(ValueError, match="one database"):
+        from jobwire.broker.redisconn import connect
+        connect(url + "/1")
