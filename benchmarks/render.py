@@ -23,9 +23,11 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOCUMENTS = ("BENCHMARKS.md", "README.md")
 BLOCK = re.compile(r"(<!-- results:(?P<key>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=key) -->)",
@@ -491,49 +493,20 @@ def block_cluster_scaling(records: list[Record]) -> str:
                         for (rec, show), m in zip(parts, ("routing", "capacity"), strict=True))
 
 
-# --- compare_peers.py ---------------------------------------------------------------------
+# --- compare_peers.py: benchmarks/render_peers.py -----------------------------------------
 
-def peer_ratios(rec: Record) -> list[tuple[str, float, str, float, float, float]]:
-    """(mode, rate, peer, jobwire µs, peer µs, jobwire / peer) for every pair measured."""
-    keyed = {(r["server"], r["mode"], r["targetRate"]): r["serverCpuUsPerMessage"]
-             for r in rec["result"]["runs"]}
-    out = []
-    for (server, mode, rate), us in keyed.items():
-        if server != "jobwire" or not us:
-            continue
-        for peer in ("Node socket.io", "python-socketio"):
-            other = keyed.get((peer, mode, rate))
-            if other:
-                out.append((mode, rate, peer, us, other, us / other))
-    return out
+def peers() -> ModuleType:
+    """benchmarks/render_peers.py. It imports this module's helpers, so it is imported when
+    first used, not at the top."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import render_peers
+
+    return render_peers
 
 
 def block_peers(records: list[Record]) -> str:
-    rec = newest(named(records, "compare_peers"))
-    if rec is None:
-        return nothing("benchmarks/compare_peers.py")
-    rows = []
-    for r in rec["result"]["runs"]:
-        lat, con = r["latencyMs"], r["connectMs"]
-        rows.append([r["mode"], n(r["targetRate"]), r["server"], n(r["achievedRate"]),
-                     f"{n(r['delivered'])} / {n(r['expected'])}",
-                     f"{f(lat['p50'])} / {f(lat['p99'])}", f"{r['serverCpuPercent']:.0f} %",
-                     f"**{f(r['serverCpuUsPerMessage'])}**",
-                     f"{r['rssPerConnectionKiB']:.1f}", f"{f(con['p50'])} / {f(con['p99'])}",
-                     "; ".join(r["notes"]) or "", link(rec)])
-    main = table(["mode", "updates/s", "server", "achieved/s", "delivered / expected",
-                  "p50 / p99 ms", "server CPU", "**CPU µs / message**",
-                  "RSS / idle connection KiB", "connect p50 / p99 ms", "notes", "result file"],
-                 rows)
-    ratios = table(["mode, updates/s", "peer", "jobwire / peer CPU per message", "target",
-                    "met?"],
-                   [[f"{mode}, {n(rate)}", peer, f"{f(us)} / {f(other)} µs = **{ratio(x)}**",
-                     f"≤ {ratio(most)}", "yes" if x <= most else "no"]
-                    for mode, rate, peer, us, other, x in peer_ratios(rec)
-                    for most in [PEER_TARGETS[peer]]])
-    versions = ", ".join(f"{k.split(':', 1)[-1]} {v}" for k, v in
-                         rec["machine"].get("peers", {}).items())
-    return (f"{when(rec)}, jobwire at {commit(rec)}; {versions}.\n\n{main}\n\n{ratios}")
+    return str(peers().block_peers(records))
 
 
 # --- cpu_profile.py, browser_latency.py, report_overhead.py -------------------------------
@@ -816,14 +789,7 @@ def target_rows(records: list[Record]) -> list[list[str]]:
 
     rec = newest(named(records, "compare_peers"))
     if rec:
-        for peer, most in PEER_TARGETS.items():
-            pairs = [x for x in peer_ratios(rec) if x[2] == peer]
-            rows.append([f"server CPU per WebSocket message ≤ {ratio(most)} x {peer}'s",
-                         "; ".join(f"{mode} {n(rate)}/s: {f(us)} / {f(other)} µs = {ratio(x)}"
-                                   for mode, rate, _, us, other, x in pairs),
-                         link(rec),
-                         verdict([(f"{mode} {n(rate)}/s", x <= most)
-                                   for mode, rate, _, _, _, x in pairs])])
+        rows += peers().target_rows(rec)
 
     points = sweep(records)
     if points:
@@ -892,17 +858,9 @@ def block_readme(records: list[Record]) -> str:
                  + "; ".join(f"{r['result']['rssPerConnectionKiB']:.1f} KiB with "
                              f"{n(r['parameters']['connections'])} open ({link(r)})"
                              for r in runs) + ".")
-    peers = newest(named(records, "compare_peers"))
-    if peers:
-        cpu = {(r["server"], r["mode"], r["targetRate"]): r["serverCpuUsPerMessage"]
-               for r in peers["result"]["runs"]}
-        points = sorted({(mode, rate) for _, mode, rate in cpu}, key=lambda k: (k[0], -k[1]))
-        text += ("\n\nServer CPU per delivered message, side by side on one workload "
-                 f"({n(peers['parameters']['clients'])} clients, one core; {link(peers)}): "
-                 + "; ".join(f"{mode} at {n(rate)}/s: "
-                             + ", ".join(f"{server} {f(us)} µs" for (server, m, r), us in
-                                         cpu.items() if (m, r) == (mode, rate))
-                             for mode, rate in points) + ".")
+    rec = newest(named(records, "compare_peers"))
+    if rec:
+        text += peers().readme_line(rec)
     return text
 
 

@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from jobwire.loadtest.stats import summary
 
-from .servers import Server
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # benchmarks/render_peers.py imports this module: it stays light
     from .runs import Measured
+    from .servers import Server
 
 SATURATED = 0.9  # share of its core above which the generator is the bottleneck
 JOBWIRE, NODE, PYTHON = "jobwire", "Node socket.io", "python-socketio"

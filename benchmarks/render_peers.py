@@ -1,0 +1,222 @@
+"""The compare_peers.py parts of BENCHMARKS.md and README.md, for benchmarks/render.py: the
+section (a table per load with jobwire and Node socket.io side by side, then every run), the
+rows of the targets table, and the README's line.
+
+Result files from before `--loads` hold the 10-ms batch load only (their runs have no "load");
+they render as they always did, so the committed documents stay what they were."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compare.report import IDLE_TARGET, JOBWIRE, NODE, TARGETS, load_of, target_for
+from render import (
+    NONE,
+    PEER_TARGETS,
+    commit,
+    f,
+    link,
+    n,
+    named,
+    newest,
+    nothing,
+    ratio,
+    table,
+    verdict,
+    when,
+)
+
+Record = dict[str, Any]
+Run = dict[str, Any]
+
+LOAD_TEXT = {
+    "batch10": "an HTTP batch every 10 ms, one request in flight",
+    "batch1": "an HTTP batch every 1 ms, one request in flight",
+    "single": "one update per HTTP request, from {workers} keep-alive connections",
+    "direct": "the publisher writes straight into Redis (jobwire's Redis broker, Socket.IO's "
+              "Redis emitter): the server only fans out",
+    "idle": "{idle_clients} connections: nothing published for {idle_seconds:g} s, then "
+            "{idle_rate:,.0f} updates/s in 10-ms batches",
+}
+
+
+def newest_peers(records: list[Record]) -> Record | None:
+    return newest(named(records, "compare_peers"))
+
+
+def runs(rec: Record, load: str | None = None) -> list[Run]:
+    return [r for r in rec["result"]["runs"] if load is None or load_of(r) == load]
+
+
+def has_loads(rec: Record) -> bool:
+    return any("load" in r for r in runs(rec))
+
+
+def peer_ratios(rec: Record, load: str = "batch10"
+                ) -> list[tuple[str, float, str, float, float, float]]:
+    """(mode, rate, peer, jobwire µs, peer µs, jobwire / peer) for every pair of the load."""
+    keyed = {(r["server"], r["mode"], r["targetRate"]): r["serverCpuUsPerMessage"]
+             for r in runs(rec, load)}
+    out = []
+    for (server, mode, rate), us in keyed.items():
+        if server != JOBWIRE or not us:
+            continue
+        for peer in (NODE, "python-socketio"):
+            other = keyed.get((peer, mode, rate))
+            if other:
+                out.append((mode, rate, peer, us, other, us / other))
+    return out
+
+
+# --- the section --------------------------------------------------------------------------
+
+def block_peers(records: list[Record]) -> str:
+    rec = newest_peers(records)
+    if rec is None:
+        return nothing("benchmarks/compare_peers.py")
+    versions = ", ".join(f"{k.split(':', 1)[-1]} {v}" for k, v in
+                         rec["machine"].get("peers", {}).items())
+    head = f"{when(rec)}, jobwire at {commit(rec)}; {versions}."
+    if not has_loads(rec):
+        return f"{head}\n\n{every_run(rec)}\n\n{legacy_ratios(rec)}"
+    loads = list(dict.fromkeys(load_of(r) for r in runs(rec)))
+    parts = [head] + [side_by_side(rec, load) for load in loads]
+    skipped = rec["result"].get("skipped") or []
+    if skipped:
+        parts.append("Not measured: " + "; ".join(skipped) + ".")
+    parts.append("Every run:\n\n" + every_run(rec))
+    return "\n\n".join(parts)
+
+
+def every_run(rec: Record) -> str:
+    loads = has_loads(rec)
+    rows = []
+    for r in runs(rec):
+        lat, con = r["latencyMs"], r["connectMs"]
+        rows.append(([load_of(r)] if loads else [])
+                    + [r["mode"], n(r["targetRate"]), r["server"], n(r["achievedRate"]),
+                       f"{n(r['delivered'])} / {n(r['expected'])}",
+                       f"{f(lat['p50'])} / {f(lat['p99'])}", f"{r['serverCpuPercent']:.0f} %",
+                       f"**{f(r['serverCpuUsPerMessage'])}**"]
+                    + ([f(r.get("redisCpuUsPerMessage"))] if loads else [])
+                    + [f"{r['rssPerConnectionKiB']:.1f}", f"{f(con['p50'])} / {f(con['p99'])}",
+                       "; ".join(r["notes"]) or "", link(rec)])
+    return table((["load"] if loads else [])
+                 + ["mode", "updates/s", "server", "achieved/s", "delivered / expected",
+                    "p50 / p99 ms", "server CPU", "**CPU µs / message**"]
+                 + (["Redis CPU µs / message"] if loads else [])
+                 + ["RSS / idle connection KiB", "connect p50 / p99 ms", "notes", "result file"],
+                 rows)
+
+
+def legacy_ratios(rec: Record) -> str:
+    return table(["mode, updates/s", "peer", "jobwire / peer CPU per message", "target",
+                  "met?"],
+                 [[f"{mode}, {n(rate)}", peer, f"{f(us)} / {f(other)} µs = **{ratio(x)}**",
+                   f"≤ {ratio(most)}", "yes" if x <= most else "no"]
+                  for mode, rate, peer, us, other, x in peer_ratios(rec)
+                  for most in [PEER_TARGETS[peer]]])
+
+
+def quotient(us: float | None, other: float | None) -> float | None:
+    return us / other if us is not None and other else None
+
+
+def judged(x: float | None, most: float | None) -> str:
+    if x is None:
+        return NONE
+    return f"**{ratio(x)}**" + ("" if most is None else
+                                f" (≤ {ratio(most)}: {'yes' if x <= most else 'no'})")
+
+
+def side_by_side(rec: Record, load: str) -> str:
+    """jobwire and Node socket.io at each mode and rate of one load."""
+    keyed = {(r["server"], r["mode"], r["targetRate"]): r for r in runs(rec, load)}
+    idle = load == "idle"
+    rows = []
+    for (server, mode, rate), jw in keyed.items():
+        if server != JOBWIRE:
+            continue
+        node: Run = keyed.get((NODE, mode, rate)) or {}
+        us, them = jw["serverCpuUsPerMessage"], node.get("serverCpuUsPerMessage")
+        row = [mode, n(rate), f"{n(jw['delivered'])} / {n(jw['expected'])}",
+               f"{n(node['delivered'])} / {n(node['expected'])}" if node else NONE,
+               f"{f(jw['latencyMs']['p99'])} / {f(node['latencyMs']['p99'])}" if node
+               else f(jw["latencyMs"]["p99"]), f(us), f(them),
+               judged(quotient(us, them), target_for(load, NODE, rate)),
+               f(jw.get("redisCpuUsPerMessage")), f(node.get("redisCpuUsPerMessage"))]
+        if idle:
+            a, b = (jw.get("idleCpuUsPerConnectionSecond"),
+                    node.get("idleCpuUsPerConnectionSecond"))
+            row[2:2] = [fine(a), fine(b), judged(quotient(a, b), IDLE_TARGET)]
+        rows.append([*row, link(rec)])
+    head = ["mode", "updates/s", "delivered / expected: jobwire", "Node",
+            "p99 ms: jobwire / Node", "CPU µs / message: jobwire", "Node",
+            "jobwire / Node", "Redis CPU µs / message: jobwire", "Node", "result file"]
+    if idle:
+        head[2:2] = ["idle CPU µs / connection-second: jobwire", "Node", "jobwire / Node"]
+    text = LOAD_TEXT[load].format(**rec["parameters"]) if load in LOAD_TEXT else load
+    return f"**{load}**: {text}.\n\n" + table(head, rows)
+
+
+def fine(v: float | None) -> str:
+    """A small figure (idle CPU per connection-second) with the decimals it needs."""
+    return NONE if v is None else f"{v:.3f}" if v < 1 else f(v)
+
+
+# --- the targets table and the README -----------------------------------------------------
+
+def target_rows(rec: Record) -> list[list[str]]:
+    """jobwire's CPU per message against each peer's, load by load (10-ms batches first, as
+    in result files from before --loads), and per idle connection-second."""
+    rows = []
+    for load in dict.fromkeys(["batch10", *(load_of(r) for r in runs(rec))]):
+        for peer in TARGETS.get(load, {}):
+            pairs = [x for x in peer_ratios(rec, load) if x[2] == peer]
+            goals = {target_for(load, peer, rate) for _, rate, *_ in pairs}
+            if not pairs or goals == {None}:
+                continue
+            what = (f"server CPU per WebSocket message ≤ {ratio(PEER_TARGETS[peer])} x "
+                    f"{peer}'s" if load == "batch10" else
+                    f"{load}: server CPU per WebSocket message ≤ "
+                    + " / ".join(f"{ratio(g)}" for g in sorted(g for g in goals if g))
+                    + f" x {peer}'s")
+            rows.append([what, "; ".join(f"{mode} {n(rate)}/s: {f(us)} / {f(other)} µs = "
+                                         f"{ratio(x)}" for mode, rate, _, us, other, x in pairs),
+                         link(rec), verdict_text(load, peer, pairs)])
+    idle = [(r, o) for r in runs(rec, "idle") if r["server"] == JOBWIRE
+            for o in runs(rec, "idle") if o["server"] == NODE and o["mode"] == r["mode"]
+            and "idleCpuUsPerConnectionSecond" in r]
+    if idle:
+        ratios = [(r["mode"], quotient(r["idleCpuUsPerConnectionSecond"],
+                                       o["idleCpuUsPerConnectionSecond"])) for r, o in idle]
+        rows.append([f"idle: server CPU per idle connection-second ≤ {ratio(IDLE_TARGET)} x "
+                     f"{NODE}'s",
+                     "; ".join(f"{r['mode']}: {fine(r['idleCpuUsPerConnectionSecond'])} / "
+                               f"{fine(o['idleCpuUsPerConnectionSecond'])} µs" for r, o in idle),
+                     link(rec), verdict([(mode, x is not None and x <= IDLE_TARGET)
+                                         for mode, x in ratios])])
+    return rows
+
+
+def verdict_text(load: str, peer: str,
+                 pairs: list[tuple[str, float, str, float, float, float]]) -> str:
+    """Each point with a target: met or not."""
+    return verdict([(f"{mode} {n(rate)}/s", x <= most)
+                    for mode, rate, _, _, _, x in pairs
+                    for most in [target_for(load, peer, rate)] if most is not None])
+
+
+def readme_line(rec: Record) -> str:
+    """The 10-ms batch load's CPU per delivered message, every server side by side."""
+    cpu = {(r["server"], r["mode"], r["targetRate"]): r["serverCpuUsPerMessage"]
+           for r in runs(rec, "batch10")}
+    points = sorted({(mode, rate) for _, mode, rate in cpu}, key=lambda k: (k[0], -k[1]))
+    if not points:
+        return ""
+    return ("\n\nServer CPU per delivered message, side by side on one workload "
+            f"({n(rec['parameters']['clients'])} clients, one core; {link(rec)}): "
+            + "; ".join(f"{mode} at {n(rate)}/s: "
+                        + ", ".join(f"{server} {f(us)} µs" for (server, m, r), us in
+                                    cpu.items() if (m, r) == (mode, rate))
+                        for mode, rate in points) + ".")
