@@ -24,14 +24,22 @@ TARGETS: dict[str, dict[str, dict[float | None, float | None]]] = {
     "idle": {NODE: {None: None}},
 }
 IDLE_TARGET = 1.0  # idle CPU per connection-second, jobwire / Node, at most
+# Seconds between the heartbeats an idle connection costs: jobwire's default
+# JOBWIRE_HEARTBEAT_SECONDS, and Engine.IO's default pingInterval (both peers). An idle window
+# shorter than one of them can miss that server's heartbeats altogether.
+HEARTBEAT_SECONDS = {"jobwire": 15.0, "node": 25.0, "python": 25.0}
 
 
 def per_message(seconds: float | None, delivered: int) -> float | None:
     return None if seconds is None or not delivered else round(seconds * 1e6 / delivered, 1)
 
 
-def notes(m: Measured, args: argparse.Namespace) -> list[str]:
+def notes(server: Server, m: Measured, args: argparse.Namespace) -> list[str]:
     out = []
+    beat = HEARTBEAT_SECONDS[server.name]
+    if m.idle_seconds is not None and m.idle_seconds < beat:
+        out.append(f"idle window {m.idle_seconds:g} s is shorter than this server's "
+                   f"heartbeat interval ({beat:g} s): its heartbeats may fall outside it")
     window = m.window
     if m.own > SATURATED * window:
         out.append(f"generator saturated ({100 * m.own / window:.0f} % of its core)")
@@ -87,7 +95,7 @@ def record(server: Server, mode: str, m: Measured, args: argparse.Namespace) -> 
         "rampSeconds": round(m.ramp, 2), "concurrent": args.concurrent,
         "generatorCpuPercent": round(100 * m.own / window, 1),
         "generatorLoopLagMsP99": round(summary(m.lags, 1000)["p99"] or 0.0, 1),
-        "notes": notes(m, args)}
+        "notes": notes(server, m, args)}
     if m.load == "single":
         out["workers"] = args.workers
     if m.idle_seconds is not None and m.idle_cpu is not None:
