@@ -96,6 +96,19 @@ async def test_ownership_dedupe_and_event_id(broker):
     assert await broker.owners(["j", "nope"]) == {"j": "u"}
 
 
+async def test_a_retry_is_recognised_after_its_job_moved_on(broker):
+    # The Redis brokers plan an update of a job they committed last from what they stored,
+    # which does not list the eventIds already answered: the commit must still catch a retry.
+    first = await broker.publish(upd(status="queued", eventId="e1"))
+    later = await broker.publish(upd(progress=60, eventId="e2"))
+    assert (await broker.publish(upd(status="queued", eventId="e1"))).id == first.id
+    again = await broker.publish(upd(progress=60, eventId="e2"))
+    assert (again.id, again.seq) == (later.id, 2)
+    end = await broker.publish(upd(status="completed", eventId="e3"))
+    seen = await wait_seen(broker, 3)
+    assert [(e.id, e.seq) for e in seen] == [(first.id, 1), (later.id, 2), (end.id, 3)]
+
+
 async def test_conflation_delivers_the_latest(broker):
     await broker.publish(upd(progress=1))
     held = [await broker.publish(upd(progress=p)) for p in (2, 3, 4)]

@@ -264,8 +264,8 @@ class ClusterBroker(RedisBroker):
         return self.keys.job(update.jobId, update.userId)
 
     def _commit_call(self, job: Job, expected: str, event: Event | None,
-                     remember: list[str]) -> list[Any]:
-        call = super()._commit_call(job, expected, event, remember)
+                     remember: list[str], fresh: Sequence[str] = ()) -> list[Any]:
+        call = super()._commit_call(job, expected, event, remember, fresh)
         call[7] = self.keys.user_channel(job.user_id)
         call.append(self.keys.partition(job.user_id))  # read here only, not by the script
         return call

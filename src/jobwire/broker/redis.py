@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,7 @@ SWEEP_SECONDS = 1.0
 FLUSH_RETRY_SECONDS = 1.0
 FLUSH_ATTEMPTS = 10  # then the stall sweep delivers a waiting update whose flush kept failing
 REPLICA_WAIT_MS = 1000
+KNOWN_JOBS = 10_000  # jobs whose state as this instance last committed it is kept
 
 
 class RedisBroker(Broker):
@@ -72,6 +74,12 @@ class RedisBroker(Broker):
         # The events this instance routed lately, in order: resumes from a recent cursor
         # (long-polls, mostly) are answered from here instead of Redis.
         self._recent = Log(global_history_size)
+        # Job key -> (version, state JSON, latest event id) as this instance last committed
+        # them: a publish for such a job skips reading it. Only a hint: the commit checks the
+        # version (and that the update's eventIds are new), and a job that moved meanwhile is
+        # read afresh. Dropped whenever the link to Redis broke (a failover may have lost
+        # writes, and a version could be reached again with another state).
+        self._known: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -108,41 +116,60 @@ class RedisBroker(Broker):
         return result
 
     async def publish_many(self, updates: Sequence[JobUpdate]) -> list[Ack | JobwireError]:
-        with unavailable():
-            return await self._publish_batch(list(updates))
+        try:
+            with unavailable():
+                return await self._publish_batch(list(updates))
+        except BrokerUnavailable:
+            self._known.clear()
+            raise
 
     async def _publish_batch(self, updates: list[JobUpdate]) -> list[Ack | JobwireError]:
-        """A batch in two round trips: read every job it touches, apply the updates in order
-        with the pure state machine, then commit them all in one script call. A job that moved
-        meanwhile (another instance) fails its commits and its updates are recomputed."""
+        """A batch in two round trips: read every job it touches (except those this instance
+        committed last), apply the updates in order with the pure state machine, then commit
+        them all in one script call. A job that moved meanwhile (another instance) fails its
+        commits and its updates are recomputed."""
         results: list[Ack | JobwireError | None] = [None] * len(updates)
         committed: list[Any] = []  # the commit calls that were stored
         todo = list(range(len(updates)))
+        reread: set[str] = set()  # jobs to read from Redis for the rest of this batch
         for _ in range(COMMIT_ATTEMPTS):
             if not todo:
                 break
-            books = await self._read_jobs(updates, todo)
+            books, cached = await self._read_jobs(updates, todo, reread)
             now = time.time()
             planned: list[tuple[int, Ack, Event | None, Event | None, Any]] = []
+            unsure: list[int] = []
             for i in todo:
                 update = updates[i]
+                if update.jobId in reread and update.jobId in cached:
+                    unsure.append(i)  # planned again once the job is read (next round)
+                    continue
                 version, book, bumps = books[update.jobId]
-                before = set(book.jobs[update.jobId].event_ids) if update.jobId in book.jobs \
-                    else set()
+                prior = book.jobs.get(update.jobId)
+                before = set(prior.event_ids) if prior is not None else set()
+                waiting = set(prior.pending_event_ids) if prior is not None else set()
                 try:
                     ack, event = book.accept(update, now, update.timestamp or now_iso())
                 except JobwireError as exc:
+                    if update.jobId in cached and update.eventId:
+                        # Perhaps a retry of an update the stored state does not list (it
+                        # keeps no eventIds): read the job and its eventIds, then answer.
+                        reread.add(update.jobId)
+                        unsure.append(i)
+                        continue
                     results[i] = exc
                     continue
                 job = book.jobs[update.jobId]
                 remember = [e for e in job.event_ids if e not in before]
+                fresh = [update.eventId] if update.eventId and update.eventId not in before \
+                    and update.eventId not in waiting else []
                 expected = str(int(version) + bumps) if version else ("" if not bumps
                                                                       else str(bumps))
                 books[update.jobId] = (version, book, bumps + 1)
                 planned.append((i, ack, event, job.event,
-                                self._commit_call(job, expected, event, remember)))
+                                self._commit_call(job, expected, event, remember, fresh)))
             calls = [call for *_, call in planned]
-            replies = await self._commit_all(calls) if planned else []
+            replies = await self._commit_known(calls) if planned else []
             committed.extend(c for c, r in zip(calls, replies, strict=True) if r[0])
             failed: set[str] = set()
             real: dict[tuple[str, str], str] = {}  # (job, placeholder id) -> the real id
@@ -163,7 +190,7 @@ class RedisBroker(Broker):
                 results[i] = ack
                 if ack.flush_at is not None:
                     self._schedule_flush(self._job_key(updates[i]), job_id, ack.flush_at - now)
-            todo = retry
+            todo = sorted(retry + unsure)
         for i in todo:
             results[i] = BrokerUnavailable(f"job {updates[i].jobId} is too contended; retry")
         if self.durable_replicas and any(isinstance(r, Ack) for r in results):
@@ -172,30 +199,40 @@ class RedisBroker(Broker):
             await self._await_replicas(committed)
         return [r for r in results if r is not None]
 
-    async def _read_jobs(self, updates: list[JobUpdate], todo: list[int]
-                         ) -> dict[str, tuple[str | None, JobBook, int]]:
-        """One pipeline: the state of every job in `todo`, and the eventIds they name."""
+    async def _read_jobs(self, updates: list[JobUpdate], todo: list[int], reread: set[str]
+                         ) -> tuple[dict[str, tuple[str | None, JobBook, int]], set[str]]:
+        """The state of every job in `todo`, and the eventIds they name: from what this
+        instance last committed where it can (those jobs are returned too), the rest, and
+        the jobs in `reread`, in one pipeline."""
         keys = {updates[i].jobId: self._job_key(updates[i]) for i in reversed(todo)}
         job_ids = list(dict.fromkeys(updates[i].jobId for i in todo))
-        named = [(updates[i].jobId, updates[i].eventId) for i in todo if updates[i].eventId]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hmget(keys[job_id], "v", "s", "id")
-            for job_id, event_id in named:
-                pipe.hget(f"{keys[job_id]}:eids", event_id)
-            replies = await pipe.execute()
+        known = {job_id: None if job_id in reread else self._known.get(keys[job_id])
+                 for job_id in job_ids}
+        unknown = [job_id for job_id in job_ids if known[job_id] is None]
+        named = [(updates[i].jobId, updates[i].eventId) for i in todo
+                 if updates[i].eventId and known[updates[i].jobId] is None]
+        replies: list[Any] = []
+        if unknown:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in unknown:
+                    pipe.hmget(keys[job_id], "v", "s", "id")
+                for job_id, event_id in named:
+                    pipe.hget(f"{keys[job_id]}:eids", event_id)
+                replies = await pipe.execute()
+        read = dict(zip(unknown, replies, strict=False))
         books: dict[str, tuple[str | None, JobBook, int]] = {}
-        for job_id, (version, state, latest) in zip(job_ids, replies, strict=False):
+        for job_id in job_ids:
+            version, state, latest = known[job_id] or read[job_id]
             book = self._book()
             if state is not None:
                 book.jobs[job_id] = job_from_state(job_id, orjson.loads(state), latest)
             books[job_id] = (version, book, 0)
-        for (job_id, event_id), known in zip(named, replies[len(job_ids):], strict=True):
+        for (job_id, event_id), found in zip(named, replies[len(unknown):], strict=True):
             job = books[job_id][1].jobs.get(job_id)
-            if known is not None and job is not None:
-                eid, seq = known.split(" ")
+            if found is not None and job is not None:
+                eid, seq = found.split(" ")
                 job.event_ids[event_id] = (eid, int(seq))
-        return books
+        return books, {job_id for job_id in job_ids if known[job_id] is not None}
 
     def _book(self) -> JobBook:
         return JobBook(max_updates_per_second=self.rate,
@@ -228,7 +265,7 @@ class RedisBroker(Broker):
             if event is None:
                 return
             remember = [e for e, (i, _) in job.event_ids.items() if is_placeholder(i)]
-            (reply,) = await self._commit_all(
+            (reply,) = await self._commit_known(
                 [self._commit_call(job, version or "", event, remember)])
             if reply[0]:
                 self.published += 1
@@ -236,9 +273,23 @@ class RedisBroker(Broker):
         log.warning("job %s is too contended to deliver its waiting update", job_id)
 
     def _commit_call(self, job: Job, expected: str, event: Event | None,
-                     remember: list[str]) -> list[Any]:
+                     remember: list[str], fresh: Sequence[str] = ()) -> list[Any]:
         return commit_call(self.keys, self.channels, self.retention, job, expected, event,
-                           remember)
+                           remember, fresh)
+
+    async def _commit_known(self, commits: list[list[Any]]) -> list[Any]:
+        """Run commits and keep what they stored (or forget a job that moved meanwhile)."""
+        replies = await self._commit_all(commits)
+        for call, reply in zip(commits, replies, strict=True):
+            key = call[0]
+            if reply[0]:
+                self._known[key] = (str(int(call[4] or 0) + 1), call[5], reply[1] or "")
+                self._known.move_to_end(key)
+            else:
+                self._known.pop(key, None)
+        while len(self._known) > KNOWN_JOBS:
+            self._known.popitem(last=False)
+        return replies
 
     async def _commit_all(self, commits: list[list[Any]]) -> list[Any]:
         """Run commits in order, in one script call: a reply per commit."""
@@ -371,6 +422,7 @@ class RedisBroker(Broker):
     async def _resync(self) -> None:
         """Just subscribed: the first time, start from the stream's head; after a
         reconnect, route what was published meanwhile."""
+        self._known.clear()  # the link broke: Redis may have lost or changed writes
         if self._last_seen == START:
             head = await self.redis.xrevrange(self.keys.global_stream, count=1)
             self._last_seen = parse_id(head[0][0]) if head else START

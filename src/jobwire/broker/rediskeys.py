@@ -3,6 +3,7 @@ arguments of one commit of commit.lua. Pure: no I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -64,9 +65,11 @@ class Retention:
 
 
 def commit_call(keys: Keys | ClusterKeys, channels: tuple[str, ...], retention: Retention, job: Job,
-                expected: str, event: Event | None, remember: list[str]) -> list[Any]:
+                expected: str, event: Event | None, remember: list[str],
+                fresh: Sequence[str] = ()) -> list[Any]:
     """One commit of commit.lua: `job`'s new state (and event), as strings. `expected` is the
-    job's version it was computed from; `remember`, the eventIds it newly answered."""
+    job's version it was computed from; `remember`, the eventIds it newly answered; `fresh`,
+    the eventIds of the update that it took to be new (the script checks they are)."""
     status: Status = job.fields["status"]
     event_json = ""
     channel = channels[1]
@@ -84,7 +87,7 @@ def commit_call(keys: Keys | ClusterKeys, channels: tuple[str, ...], retention: 
             repr(job.last_update_at) if processing else "",
             str(int(retention.ttl_seconds)) if status.terminal else "",
             "1" if event is not None and event.progress_only else "0", str(job.seq),
-            remember]
+            remember, list(fresh)]
 
 
 def view_states(raw: list[Any], owner: str | None) -> list[dict[str, Any]]:

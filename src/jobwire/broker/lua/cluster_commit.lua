@@ -22,11 +22,19 @@ local function send()
   channel, lines = nil, {}
 end
 for n, c in ipairs(cjson.decode(ARGV[1])) do
-  local version = redis.call('HGET', c[1], 'v')
-  if (version or '') ~= c[5] then
+  local current = redis.call('HMGET', c[1], 'v', 'id')
+  local version = current[1]
+  local valid = (version or '') == c[5]
+  for _, eid in ipairs(valid and c[17] or {}) do
+    if redis.call('HEXISTS', c[3], eid) == 1 then
+      valid = false
+      break
+    end
+  end
+  if not valid then
     replies[n] = {0}
   else
-    local id = redis.call('HGET', c[1], 'id')
+    local id = current[2]
     if c[7] ~= '' then
       if now > ms then ms, k = now, 0 else k = k + 1 end
       issued = true

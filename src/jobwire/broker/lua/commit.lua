@@ -10,7 +10,10 @@
 --   8 channel, 9 user stream maxlen, 10 global stream maxlen, 11 job id,
 --   12 processing score ('' = not processing), 13 seconds to keep an ended job ('' = keep),
 --   14 '1' if the event is progress-only, 15 seq of the job's latest event,
---   16 (an array) eventIds that now resolve to the job's latest event
+--   16 (an array) eventIds that now resolve to the job's latest event,
+--   17 (an array) eventIds the update names that the caller took to be new: one already known
+--      means the caller planned from a state without it (the job as this instance last wrote
+--      it, kept to save a read), so the commit is refused like a moved job and recomputed
 -- Returns, per commit: {0}, or {1, id of the job's latest event (false: none yet)}.
 -- Events go out in id order, consecutive events of one channel in one message, a line each.
 local replies = {}
@@ -22,11 +25,19 @@ local function send()
   channel, lines = nil, {}
 end
 for n, c in ipairs(cjson.decode(ARGV[1])) do
-  local version = redis.call('HGET', c[1], 'v')
-  if (version or '') ~= c[5] then
+  local current = redis.call('HMGET', c[1], 'v', 'id')
+  local version = current[1]
+  local valid = (version or '') == c[5]
+  for _, eid in ipairs(valid and c[17] or {}) do
+    if redis.call('HEXISTS', c[3], eid) == 1 then
+      valid = false
+      break
+    end
+  end
+  if not valid then
     replies[n] = {0}
   else
-    local id = redis.call('HGET', c[1], 'id')
+    local id = current[2]
     if c[7] ~= '' then
       id = redis.call('XADD', KEYS[1], 'MAXLEN', c[10], '*', 'e', c[7], 'p', c[14])
       redis.call('XADD', c[2], 'MAXLEN', c[9], id, 'e', c[7], 'p', c[14])
