@@ -241,3 +241,36 @@ async def test_recent_resumes_are_answered_without_a_round_trip(broker):
         await broker.view(Scope(user_id="u"), after, with_states=False)
     if isinstance(broker, RedisBroker):
         assert await reads(broker) > before
+
+
+async def test_concurrent_publishes_share_script_calls(redis_url):
+    # One Redis: 50 one-update publishes at once commit in far fewer calls, each gets its own
+    # answer, and a job two of them race on still gets a gapless seq.
+    broker = RedisBroker(redis_url, prefix="group:", max_updates_per_second=0)
+    got, arrived = [], asyncio.Event()
+
+    def listen(event):
+        got.append(event)
+        if len(got) == 50:
+            arrived.set()
+
+    broker.add_listener(listen)
+    await broker.start()
+    try:
+        first = broker._group.calls
+        acks = await asyncio.gather(*(
+            broker.publish(upd(job=f"g{i % 25}", status="queued" if i < 25 else "processing",
+                               progress=0 if i < 25 else 50))
+            for i in range(50)))
+        calls = broker._group.calls - first
+        assert calls < 25, calls
+        assert len({a.id for a in acks}) == 50
+        by_job = {}
+        for a in acks:
+            by_job.setdefault(a.job_id, []).append(a.seq)
+        assert all(sorted(seqs) == [1, 2] for seqs in by_job.values())
+        await asyncio.wait_for(arrived.wait(), WAIT)
+        assert [e.id for e in got] == sorted((a.id for a in acks),
+                                             key=lambda i: tuple(map(int, i.split("-"))))
+    finally:
+        await broker.stop()

@@ -66,6 +66,9 @@ clog = logging.getLogger("jobwire.cluster")
 
 class ClusterBroker(RedisBroker):
     split_audience = True
+    # Not grouped: a group's call spans shards, and one failing shard would refuse the
+    # publishes of users on healthy ones.
+    group_commits = False
 
     def __init__(self, url: str, *, prefix: str = "jobwire:", partitions: int = 16,
                  **options: Any):
@@ -110,6 +113,7 @@ class ClusterBroker(RedisBroker):
         self._tick_due.set()
         await asyncio.wait(self._tasks, timeout=STOP_SECONDS)
         await settle(self._tasks, 1.0)
+        await within(2, self._group.close())
         await self.sub.close()
         for client in self._fences.values():
             await within(2, client.aclose())

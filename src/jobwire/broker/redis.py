@@ -33,6 +33,7 @@ from ..jobs import Ack, Job, JobBook
 from ..jobstate import DeferredIds, event_from, is_placeholder, job_from_state
 from ..protocol import JobUpdate, now_iso
 from .base import Broker, Scope, View
+from .groupcommit import GroupCommit
 from .redisconn import connect, is_missing_key, unavailable
 from .rediskeys import CHANNELS, Keys, Retention, commit_call, script, view_states
 from .redissub import Subscriber
@@ -46,10 +47,13 @@ SWEEP_SECONDS = 1.0
 FLUSH_RETRY_SECONDS = 1.0
 FLUSH_ATTEMPTS = 10  # then the stall sweep delivers a waiting update whose flush kept failing
 REPLICA_WAIT_MS = 1000
-KNOWN_JOBS = 10_000  # jobs whose state as this instance last committed it is kept
+KNOWN_JOBS = 10_000  # jobs kept as this instance last saw them in Redis
+NOT_SEEN = (None, None, None)  # a job's (version, state, latest event id) when there is none
 
 
 class RedisBroker(Broker):
+    group_commits = True  # concurrent publishes share script calls (see groupcommit.py)
+
     def __init__(self, url: str, *, prefix: str = "jobwire:", channel_prefix: str = "",
                  history_size: int = 1000, global_history_size: int = 10000,
                  history_ttl_seconds: float = 86400, max_updates_per_second: float = 10.0,
@@ -74,13 +78,15 @@ class RedisBroker(Broker):
         # The events this instance routed lately, in order: resumes from a recent cursor
         # (long-polls, mostly) are answered from here instead of Redis.
         self._recent = Log(global_history_size)
-        # Job key -> (version, state JSON, latest event id) as this instance last committed
-        # them: a publish for such a job skips reading it. Only a hint: the commit checks the
-        # version (and that the update's eventIds are new), and a job that moved meanwhile is
-        # read afresh. Dropped whenever the link to Redis broke (a failover may have lost
-        # writes, and a version could be reached again with another state).
-        self._known: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
+        # Job key -> (version, state JSON, latest event id) as this instance last saw them in
+        # Redis, its own commits included: a publish plans from this instead of reading the
+        # job. Only a hint: the commit checks the version (and that the update's eventIds are
+        # new), and a refused commit answers with the job as it is. Dropped whenever the link
+        # to Redis broke (a failover may have lost writes: a version could come back with
+        # another state).
+        self._known: OrderedDict[str, tuple[str | None, str, str | None]] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
+        self._group = GroupCommit(self._commit_all)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -97,6 +103,7 @@ class RedisBroker(Broker):
         await self.redis.aclose()
 
     async def _stop_tasks(self) -> None:
+        await self._group.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -124,24 +131,27 @@ class RedisBroker(Broker):
             raise
 
     async def _publish_batch(self, updates: list[JobUpdate]) -> list[Ack | JobwireError]:
-        """A batch in two round trips: read every job it touches (except those this instance
-        committed last), apply the updates in order with the pure state machine, then commit
-        them all in one script call. A job that moved meanwhile (another instance) fails its
-        commits and its updates are recomputed."""
+        """A batch in one round trip, as a rule: apply the updates in order with the pure
+        state machine to each job as this instance last saw it in Redis (a job it never saw
+        is taken to be new), then commit them all in one script call. The commit checks each
+        job's version and that an eventId taken to be new is, and a refused commit answers
+        with the job as Redis holds it: its updates are recomputed from that (a job that
+        moved meanwhile, another instance's, or a retry), a second round trip."""
         results: list[Ack | JobwireError | None] = [None] * len(updates)
         committed: list[Any] = []  # the commit calls that were stored
         todo = list(range(len(updates)))
-        reread: set[str] = set()  # jobs to read from Redis for the rest of this batch
+        known_ids: dict[tuple[str, str], str | None] = {}  # (job, eventId) -> as Redis has it
+        reread: set[str] = set()  # jobs to read from Redis, with the eventIds they name
         for _ in range(COMMIT_ATTEMPTS):
             if not todo:
                 break
-            books, cached = await self._read_jobs(updates, todo, reread)
+            books = await self._books(updates, todo, reread, known_ids)
             now = time.time()
-            planned: list[tuple[int, Ack, Event | None, Event | None, Any]] = []
+            planned: list[tuple[int, Ack, Event | None, Any]] = []
             unsure: list[int] = []
             for i in todo:
                 update = updates[i]
-                if update.jobId in reread and update.jobId in cached:
+                if update.jobId in reread:
                     unsure.append(i)  # planned again once the job is read (next round)
                     continue
                 version, book, bumps = books[update.jobId]
@@ -151,9 +161,9 @@ class RedisBroker(Broker):
                 try:
                     ack, event = book.accept(update, now, update.timestamp or now_iso())
                 except JobwireError as exc:
-                    if update.jobId in cached and update.eventId:
-                        # Perhaps a retry of an update the stored state does not list (it
-                        # keeps no eventIds): read the job and its eventIds, then answer.
+                    if update.eventId and (update.jobId, update.eventId) not in known_ids:
+                        # Perhaps a retry of an update the state does not list (it keeps no
+                        # eventIds): read the job and its eventIds, then answer.
                         reread.add(update.jobId)
                         unsure.append(i)
                         continue
@@ -166,7 +176,7 @@ class RedisBroker(Broker):
                 expected = str(int(version) + bumps) if version else ("" if not bumps
                                                                       else str(bumps))
                 books[update.jobId] = (version, book, bumps + 1)
-                planned.append((i, ack, event, job.event,
+                planned.append((i, ack, event,
                                 self._commit_call(job, expected, event, remember, fresh)))
             calls = [call for *_, call in planned]
             replies = await self._commit_known(calls) if planned else []
@@ -174,9 +184,12 @@ class RedisBroker(Broker):
             failed: set[str] = set()
             real: dict[tuple[str, str], str] = {}  # (job, placeholder id) -> the real id
             retry = []
-            for (i, ack, event, _, _), reply in zip(planned, replies, strict=True):
-                job_id = updates[i].jobId
+            for (i, ack, event, call), reply in zip(planned, replies, strict=True):
+                update = updates[i]
+                job_id = update.jobId
                 if job_id in failed or not reply[0]:
+                    if not reply[0] and call[16]:
+                        known_ids[job_id, call[16][0]] = reply[4]
                     failed.add(job_id)
                     retry.append(i)
                     continue
@@ -189,7 +202,7 @@ class RedisBroker(Broker):
                     ack = Ack(job_id, real[job_id, ack.id], ack.seq)  # an event of this batch
                 results[i] = ack
                 if ack.flush_at is not None:
-                    self._schedule_flush(self._job_key(updates[i]), job_id, ack.flush_at - now)
+                    self._schedule_flush(self._job_key(update), job_id, ack.flush_at - now)
             todo = sorted(retry + unsure)
         for i in todo:
             results[i] = BrokerUnavailable(f"job {updates[i].jobId} is too contended; retry")
@@ -199,40 +212,41 @@ class RedisBroker(Broker):
             await self._await_replicas(committed)
         return [r for r in results if r is not None]
 
-    async def _read_jobs(self, updates: list[JobUpdate], todo: list[int], reread: set[str]
-                         ) -> tuple[dict[str, tuple[str | None, JobBook, int]], set[str]]:
-        """The state of every job in `todo`, and the eventIds they name: from what this
-        instance last committed where it can (those jobs are returned too), the rest, and
-        the jobs in `reread`, in one pipeline."""
+    async def _books(self, updates: list[JobUpdate], todo: list[int], reread: set[str],
+                     known_ids: dict[tuple[str, str], str | None]
+                     ) -> dict[str, tuple[str | None, JobBook, int]]:
+        """A book per job in `todo`, holding the job as this instance last saw it in Redis
+        (none: taken to be new), with the eventIds known to Redis that `known_ids` lists.
+        The jobs in `reread` are read first, with the eventIds they name (then cleared)."""
         keys = {updates[i].jobId: self._job_key(updates[i]) for i in reversed(todo)}
         job_ids = list(dict.fromkeys(updates[i].jobId for i in todo))
-        known = {job_id: None if job_id in reread else self._known.get(keys[job_id])
-                 for job_id in job_ids}
-        unknown = [job_id for job_id in job_ids if known[job_id] is None]
-        named = [(updates[i].jobId, updates[i].eventId) for i in todo
-                 if updates[i].eventId and known[updates[i].jobId] is None]
-        replies: list[Any] = []
-        if unknown:
+        if reread:
+            named = [(updates[i].jobId, updates[i].eventId) for i in todo
+                     if updates[i].eventId and updates[i].jobId in reread]
             async with self.redis.pipeline(transaction=False) as pipe:
-                for job_id in unknown:
+                for job_id in reread:
                     pipe.hmget(keys[job_id], "v", "s", "id")
                 for job_id, event_id in named:
                     pipe.hget(f"{keys[job_id]}:eids", event_id)
                 replies = await pipe.execute()
-        read = dict(zip(unknown, replies, strict=False))
+            for job_id, seen in zip(reread, replies, strict=False):
+                self._saw(keys[job_id], seen)
+            for pair, value in zip(named, replies[len(reread):], strict=True):
+                known_ids[pair] = value
+            reread.clear()
         books: dict[str, tuple[str | None, JobBook, int]] = {}
         for job_id in job_ids:
-            version, state, latest = known[job_id] or read[job_id]
+            version, state, latest = self._known.get(keys[job_id], NOT_SEEN)
             book = self._book()
             if state is not None:
                 book.jobs[job_id] = job_from_state(job_id, orjson.loads(state), latest)
             books[job_id] = (version, book, 0)
-        for (job_id, event_id), found in zip(named, replies[len(unknown):], strict=True):
-            job = books[job_id][1].jobs.get(job_id)
-            if found is not None and job is not None:
-                eid, seq = found.split(" ")
+        for (job_id, event_id), value in known_ids.items():
+            job = books[job_id][1].jobs.get(job_id) if job_id in books else None
+            if value is not None and job is not None:
+                eid, seq = value.split(" ")
                 job.event_ids[event_id] = (eid, int(seq))
-        return books, {job_id for job_id in job_ids if known[job_id] is not None}
+        return books
 
     def _book(self) -> JobBook:
         return JobBook(max_updates_per_second=self.rate,
@@ -278,18 +292,26 @@ class RedisBroker(Broker):
                            remember, fresh)
 
     async def _commit_known(self, commits: list[list[Any]]) -> list[Any]:
-        """Run commits and keep what they stored (or forget a job that moved meanwhile)."""
-        replies = await self._commit_all(commits)
+        """Run commits and keep each job as they leave it: stored, or as a refused commit
+        found it in Redis."""
+        replies = await (self._group.submit(commits) if self.group_commits
+                         else self._commit_all(commits))
         for call, reply in zip(commits, replies, strict=True):
-            key = call[0]
             if reply[0]:
-                self._known[key] = (str(int(call[4] or 0) + 1), call[5], reply[1] or "")
-                self._known.move_to_end(key)
+                self._saw(call[0], (str(int(call[4] or 0) + 1), call[5], reply[1] or ""))
             else:
-                self._known.pop(key, None)
-        while len(self._known) > KNOWN_JOBS:
-            self._known.popitem(last=False)
+                self._saw(call[0], reply[1:4])
         return replies
+
+    def _saw(self, key: str, seen: Sequence[str | None]) -> None:
+        """Keep a job's (version, state, latest event id) as just seen in Redis."""
+        if seen[1] is None:
+            self._known.pop(key, None)  # no such job
+            return
+        self._known[key] = (seen[0], seen[1], seen[2])
+        self._known.move_to_end(key)
+        if len(self._known) > KNOWN_JOBS:
+            self._known.popitem(last=False)
 
     async def _commit_all(self, commits: list[list[Any]]) -> list[Any]:
         """Run commits in order, in one script call: a reply per commit."""

@@ -24,15 +24,9 @@ end
 for n, c in ipairs(cjson.decode(ARGV[1])) do
   local current = redis.call('HMGET', c[1], 'v', 'id')
   local version = current[1]
-  local valid = (version or '') == c[5]
-  for _, eid in ipairs(valid and c[17] or {}) do
-    if redis.call('HEXISTS', c[3], eid) == 1 then
-      valid = false
-      break
-    end
-  end
-  if not valid then
-    replies[n] = {0}
+  local answered = c[17][1] and redis.call('HGET', c[3], c[17][1])
+  if (version or '') ~= c[5] or answered then
+    replies[n] = {0, version, redis.call('HGET', c[1], 's'), current[2], answered or false}
   else
     local id = current[2]
     if c[7] ~= '' then

@@ -1,7 +1,7 @@
 -- Commit a batch of jobs' new states, and their events, atomically and in order. Each commit
 -- was computed from its job's version: one whose job moved on since (another instance) writes
--- nothing and answers {0}, and so does every later commit of that job in the batch; the
--- caller recomputes them (optimistic concurrency). One call per batch, with the commits as one
+-- nothing and is refused, and so is every later commit of that job in the batch; the caller
+-- recomputes them (optimistic concurrency). One call per batch, with the commits as one
 -- JSON argument: far cheaper for the caller than a command with 18 arguments per update.
 -- KEYS: 1 global stream, 2 all-jobs set, 3 processing zset
 -- ARGV: 1 JSON array of commits, each an array of strings:
@@ -11,10 +11,12 @@
 --   12 processing score ('' = not processing), 13 seconds to keep an ended job ('' = keep),
 --   14 '1' if the event is progress-only, 15 seq of the job's latest event,
 --   16 (an array) eventIds that now resolve to the job's latest event,
---   17 (an array) eventIds the update names that the caller took to be new: one already known
---      means the caller planned from a state without it (the job as this instance last wrote
---      it, kept to save a read), so the commit is refused like a moved job and recomputed
--- Returns, per commit: {0}, or {1, id of the job's latest event (false: none yet)}.
+--   17 (an array, empty or one) the eventId of the update, if the caller took it to be new:
+--      the caller plans from the job as it last saw it, which lists no eventIds
+-- Returns, per commit: {1, id of the job's latest event (false: none yet)}, or, refused (the
+-- job is not at the expected version, or the eventId is known), {0, the job's version, state
+-- and latest event id as they are (false: no such job), what the eventId resolves to (false:
+-- unknown)}, for the caller to recompute from.
 -- Events go out in id order, consecutive events of one channel in one message, a line each.
 local replies = {}
 local channel, lines = nil, {}
@@ -27,15 +29,9 @@ end
 for n, c in ipairs(cjson.decode(ARGV[1])) do
   local current = redis.call('HMGET', c[1], 'v', 'id')
   local version = current[1]
-  local valid = (version or '') == c[5]
-  for _, eid in ipairs(valid and c[17] or {}) do
-    if redis.call('HEXISTS', c[3], eid) == 1 then
-      valid = false
-      break
-    end
-  end
-  if not valid then
-    replies[n] = {0}
+  local answered = c[17][1] and redis.call('HGET', c[3], c[17][1])
+  if (version or '') ~= c[5] or answered then
+    replies[n] = {0, version, redis.call('HGET', c[1], 's'), current[2], answered or false}
   else
     local id = current[2]
     if c[7] ~= '' then
