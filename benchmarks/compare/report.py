@@ -87,6 +87,11 @@ def record(server: Server, mode: str, m: Measured, args: argparse.Namespace) -> 
         "serverCpuUsPerMessage": per_message(m.cpu, tally.delivered),
         "redisCpuSeconds": None if m.redis_cpu is None else round(m.redis_cpu, 3),
         "redisCpuUsPerMessage": per_message(m.redis_cpu, tally.delivered),
+        "redisCommandsPerMessage": {
+            name: {"calls": round(v["calls"] / tally.delivered, 3),
+                   "us": round(v["usec"] / tally.delivered, 2)}
+            for name, v in sorted(m.redis_commands.items(), key=lambda kv: -kv[1]["usec"])
+            if tally.delivered and name != "config|resetstat"},
         "rssIdleMiB": round(rss["idle"], 1), "rssConnectedMiB": round(rss["connected"], 1),
         "rssEndMiB": round(rss["end"], 1),
         "rssPerConnectionKiB": round((rss["connected"] - rss["idle"]) * 1024

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+
 from jobwire.auth import JwtAuth
 from jobwire.loadtest import procs
 
@@ -47,6 +49,21 @@ class Measured:
     jobs_per_user: int = 0
     idle_seconds: float | None = None  # idle load: nothing published for this long...
     idle_cpu: float | None = None  # ... and the server's CPU meanwhile
+    redis_commands: dict[str, dict[str, int]] = field(default_factory=dict)  # INFO commandstats
+
+
+def redis_commandstats(url: str | None, reset: bool = False) -> dict[str, dict[str, int]]:
+    """Redis's own count of calls and µs per command (a script's inner commands are counted
+    both on their own and within EVALSHA): where its CPU per message goes."""
+    if url is None:
+        return {}
+    with redis.Redis.from_url(url) as client:
+        if reset:
+            client.config_resetstat()
+            return {}
+        stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): {"calls": v["calls"], "usec": v["usec"]}
+            for name, v in stats.items()}
 
 
 async def loop_lag(samples: list[float], stop: asyncio.Event) -> None:
@@ -96,6 +113,7 @@ async def measure(load: str, server: Server, base: str, server_pid: int,
         sampler = asyncio.create_task(loop_lag(m.lags, stop))
         cpu0 = procs.cpu_seconds(server_pid)
         redis0 = procs.cpu_seconds(redis_pid) if redis_pid else 0.0
+        redis_commandstats(redis[1] if redis else None, reset=True)
         own0, t0 = time.process_time(), clock()
         await publish(load, target, updates, rate, args.duration, args.workers, m.pub)
         m.tally.expect(m.pub.accepted)
@@ -104,6 +122,7 @@ async def measure(load: str, server: Server, base: str, server_pid: int,
         m.window = clock() - t0
         m.cpu = procs.cpu_seconds(server_pid) - cpu0
         m.redis_cpu = procs.cpu_seconds(redis_pid) - redis0 if redis_pid else None
+        m.redis_commands = redis_commandstats(redis[1] if redis else None)
         m.own = time.process_time() - own0
         m.rss["end"] = procs.rss_mib(server_pid)
         stop.set()
