@@ -80,6 +80,9 @@ def parse_args() -> argparse.Namespace:
                    help="idle: updates/s published after the idle part")
     p.add_argument("--settle", type=float, default=1.0,
                    help="seconds for RSS and CPU to settle after the start and the ramp")
+    p.add_argument("--profile", action="store_true",
+                   help="sample jobwire's server with py-spy over the first 5 s of publishing "
+                        "(its CPU figures then include the sampling's cost: a run of its own)")
     p.add_argument("--setup-only", action="store_true", help="install the peers and exit")
     p.add_argument("--json", action="store_true", help="print the result file's JSON object")
     results.add_out_option(p)

@@ -101,6 +101,8 @@ def record(server: Server, mode: str, m: Measured, args: argparse.Namespace) -> 
         "generatorCpuPercent": round(100 * m.own / window, 1),
         "generatorLoopLagMsP99": round(summary(m.lags, 1000)["p99"] or 0.0, 1),
         "notes": notes(server, m, args)}
+    if m.profile is not None:
+        out["profile"] = m.profile
     if m.load == "single":
         out["workers"] = args.workers
     if m.idle_seconds is not None and m.idle_cpu is not None:

@@ -9,12 +9,16 @@ import asyncio
 import contextlib
 import math
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
+from cpu_profile import parse_stacks, py_spy, shares
 
 from jobwire.auth import JwtAuth
 from jobwire.loadtest import procs
@@ -22,7 +26,7 @@ from jobwire.loadtest import procs
 from .clients import Tally, connect_all
 from .publishers import Published, Target, Updates, job_slots, publish
 from .report import record
-from .servers import SECRET, Server, start_redis, start_server
+from .servers import LOADGEN_CORE, SECRET, Server, pinned, start_redis, start_server
 
 PER_JOB_RATE = 2.0  # updates/s per job: well under jobwire's conflation limit (10/s)
 MIN_JOBS_PER_USER = 5
@@ -50,6 +54,7 @@ class Measured:
     idle_seconds: float | None = None  # idle load: nothing published for this long...
     idle_cpu: float | None = None  # ... and the server's CPU meanwhile
     redis_commands: dict[str, dict[str, int]] = field(default_factory=dict)  # INFO commandstats
+    profile: dict[str, Any] | None = None  # --profile: py-spy's view of the server
 
 
 def redis_commandstats(url: str | None, reset: bool = False) -> dict[str, dict[str, int]]:
@@ -115,7 +120,11 @@ async def measure(load: str, server: Server, base: str, server_pid: int,
         redis0 = procs.cpu_seconds(redis_pid) if redis_pid else 0.0
         redis_commandstats(redis[1] if redis else None, reset=True)
         own0, t0 = time.process_time(), clock()
+        spy = await start_profile(server_pid) if args.profile and server.name == "jobwire" \
+            else None
         await publish(load, target, updates, rate, args.duration, args.workers, m.pub)
+        if spy is not None:
+            m.profile = await spy
         m.tally.expect(m.pub.accepted)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(m.tally.done.wait(), args.drain)
@@ -130,6 +139,29 @@ async def measure(load: str, server: Server, base: str, server_pid: int,
     finally:
         await clients.close()
     return m
+
+
+async def start_profile(pid: int, seconds: int = 5, rate: int = 200
+                        ) -> asyncio.Future[dict[str, Any]]:
+    """py-spy on the server for the first `seconds` of publishing (pinned beside the
+    generator), as benchmarks/cpu_profile.py samples it: shares of the server's busy samples
+    by module and by jobwire function."""
+    out = Path(tempfile.mkdtemp(prefix="compare-profile-")) / "py-spy.txt"
+    proc = await asyncio.create_subprocess_exec(
+        *pinned(LOADGEN_CORE, [str(py_spy()), "record", "--pid", str(pid), "--rate", str(rate),
+                               "--duration", str(seconds), "--nonblocking", "--nolineno",
+                               "--format", "raw", "--output", str(out)]),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+    async def finish() -> dict[str, Any]:
+        _, err = await proc.communicate()
+        if proc.returncode:
+            raise RuntimeError("py-spy failed: " + err.decode(errors="replace"))
+        found = shares(parse_stacks(out.read_text()))
+        shutil.rmtree(out.parent, ignore_errors=True)
+        return {**found, "sampleRate": rate, "seconds": seconds}
+
+    return asyncio.ensure_future(finish())
 
 
 def run_one(load: str, server: Server, mode: str, rate: float,
