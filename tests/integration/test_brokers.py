@@ -274,3 +274,27 @@ async def test_concurrent_publishes_share_script_calls(redis_url):
                                              key=lambda i: tuple(map(int, i.split("-"))))
     finally:
         await broker.stop()
+
+
+async def test_two_instances_taking_turns_on_one_job_recompute_from_what_redis_holds(redis_url):
+    # Each instance plans from the job as it last saw it, which the other has since moved:
+    # the refused commit answers with the job as it is, and the update is recomputed.
+    a, b = (RedisBroker(redis_url, prefix="turns:", max_updates_per_second=0)
+            for _ in range(2))
+    try:
+        acks = []
+        for i in range(10):
+            broker = (a, b)[i % 2]
+            acks.append(await broker.publish(upd(job="t", status="processing",
+                                                 progress=i * 10, eventId=f"e{i}")))
+        assert [ack.seq for ack in acks] == list(range(1, 11))
+        for i in (0, 5, 9):  # retries through the other instance: the first answers
+            retry = await (b, a)[i % 2].publish(upd(job="t", status="processing",
+                                                    progress=i * 10, eventId=f"e{i}"))
+            assert (retry.id, retry.seq) == (acks[i].id, acks[i].seq)
+        done = await a.publish(upd(job="t", status="completed"))
+        assert done.seq == 11
+        assert (await b.job("t"))["seq"] == 11
+    finally:
+        await a.stop()
+        await b.stop()
