@@ -41,7 +41,18 @@ LOAD_TEXT = {
 
 
 def newest_peers(records: list[Record]) -> Record | None:
-    return newest(named(records, "compare_peers"))
+    """The newest measured comparison (a --profile run's CPU figures include the sampling)."""
+    return newest([r for r in named(records, "compare_peers") if not profiled(r)])
+
+
+def profiled(rec: Record) -> bool:
+    return any("profile" in r for r in rec["result"]["runs"])
+
+
+def under_test(rec: Record) -> str | None:
+    """The commit of the jobwire that ran (it may differ from the harness's own)."""
+    found = rec["machine"].get("jobwireUnderTest") or {}
+    return found.get("commit") or None
 
 
 def runs(rec: Record, load: str | None = None) -> list[Run]:
@@ -85,7 +96,77 @@ def block_peers(records: list[Record]) -> str:
     if skipped:
         parts.append("Not measured: " + "; ".join(skipped) + ".")
     parts.append("Every run:\n\n" + every_run(rec))
-    return "\n\n".join(parts)
+    parts.append(before_after(records, rec))
+    parts.append(profiles(records, rec))
+    return "\n\n".join(p for p in parts if p)
+
+
+def earlier_jobwire(records: list[Record], rec: Record, with_profile: bool) -> Record | None:
+    """The newest comparison of an earlier jobwire (another commit under test) on this
+    harness, measured or profiled."""
+    now = under_test(rec)
+    return newest([r for r in named(records, "compare_peers")
+                   if has_loads(r) and profiled(r) == with_profile
+                   and under_test(r) not in (None, now)])
+
+
+def before_after(records: list[Record], rec: Record) -> str:
+    """jobwire's own figures, the same loads on the same harness, before and now."""
+    before = earlier_jobwire(records, rec, with_profile=False)
+    if before is None:
+        return ""
+    now = {(load_of(r), r["mode"], r["targetRate"]): r for r in runs(rec)
+           if r["server"] == JOBWIRE}
+    rows = []
+    for r in runs(before):
+        after = now.get((load_of(r), r["mode"], r["targetRate"]))
+        if r["server"] != JOBWIRE or after is None:
+            continue
+        rows.append([load_of(r), r["mode"], n(r["targetRate"]),
+                     f"{n(r['achievedRate'])} → {n(after['achievedRate'])}",
+                     f"{f(r['serverCpuUsPerMessage'])} → **{f(after['serverCpuUsPerMessage'])}**",
+                     f"{f(r.get('redisCpuUsPerMessage'))} → "
+                     f"**{f(after.get('redisCpuUsPerMessage'))}**",
+                     f"{script_calls(r)} → {script_calls(after)}",
+                     f"{link(before)} → {link(rec)}"])
+    if not rows:
+        return ""
+    return (f"jobwire before and after, the same loads on this harness: jobwire at "
+            f"`{(under_test(before) or '')[:7]}` then `{(under_test(rec) or '')[:7]}`.\n\n"
+            + table(["load", "mode", "updates/s", "achieved/s", "server CPU µs / message",
+                     "Redis CPU µs / message", "Redis script calls / message",
+                     "result files"], rows))
+
+
+def script_calls(r: Run) -> str:
+    calls = (r.get("redisCommandsPerMessage") or {}).get("evalsha", {}).get("calls")
+    return NONE if calls is None else f"{calls:.2f}"
+
+
+def profiles(records: list[Record], rec: Record) -> str:
+    """Where jobwire's server CPU goes (py-spy, --profile runs), before and now."""
+    after = newest([r for r in named(records, "compare_peers") if profiled(r)
+                    and under_test(r) == under_test(rec)])
+    before = earlier_jobwire(records, rec, with_profile=True)
+    rows = []
+    for label, prof in (("before", before), ("now", after)):
+        for r in runs(prof) if prof else []:
+            if "profile" not in r:
+                continue
+            top = r["profile"]["selfByModule"][:6]
+            mine = r["profile"]["inclusiveByJobwireFunction"][:4]
+            rows.append([label, load_of(r), n(r["targetRate"]),
+                         f"{f(r['serverCpuUsPerMessage'])}",
+                         "; ".join(f"{m['module']} {m['percent']:.0f} %" for m in top),
+                         "; ".join(f"{m['function']} {m['percent']:.0f} %" for m in mine),
+                         link(prof)])
+    if not rows:
+        return ""
+    return ("Where jobwire's server CPU goes (py-spy over 5 s of publishing; with the sampling "
+            "running, so CPU per message is a little higher than in the runs above):\n\n"
+            + table(["jobwire", "load", "updates/s", "CPU µs / message",
+                     "own time by module (top 6)", "inclusive, jobwire functions (top 4)",
+                     "result file"], rows))
 
 
 def every_run(rec: Record) -> str:
