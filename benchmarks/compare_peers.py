@@ -20,7 +20,8 @@ messages of the same size and shape. The loads (--loads, run in that order):
 
 - batch10: an HTTP batch every 10 ms, one request in flight (jobwire `POST
   /api/v2/jobs/status`, the peers `POST /publish` [{room, data}]).
-- batch1: the same, a batch every 1 ms.
+- batch1: a batch every 1 ms, up to 8 requests in flight on 8 connections, so every batch
+  holds 1 ms of updates whatever the server's answer time.
 - single: one update per request from --workers keep-alive connections, one request in flight
   each (jobwire `POST /api/v2/jobs/{jobId}/status`, the peers a one-item `/publish`).
 - direct (--modes redis only): the generator writes into Redis in a batch every 10 ms and the

@@ -31,7 +31,8 @@ Run = dict[str, Any]
 
 LOAD_TEXT = {
     "batch10": "an HTTP batch every 10 ms, one request in flight",
-    "batch1": "an HTTP batch every 1 ms, one request in flight",
+    "batch1": "an HTTP batch every 1 ms, up to 8 requests in flight (so a batch holds 1 ms "
+              "of updates whatever the server's answer time)",
     "single": "one update per HTTP request, from {workers} keep-alive connections",
     "direct": "the publisher writes straight into Redis (jobwire's Redis broker, Socket.IO's "
               "Redis emitter): the server only fans out",

@@ -3,8 +3,12 @@ rising progress, jobs spread over the listening users, <= 2 updates/s per job so
 progress conflation never applies) on an absolute schedule; they differ in how the updates
 reach the server:
 
-- batch10, batch1, idle: an HTTP batch every 10 ms (1 ms), one request in flight; overdue ticks
-  merge into the next request, so the average rate holds while the server keeps up.
+- batch10, idle: an HTTP batch every 10 ms, one request in flight; overdue ticks merge into the
+  next request, so the average rate holds while the server keeps up.
+- batch1: an HTTP batch every 1 ms, as several workers would send them: up to 8 requests in
+  flight on 8 keep-alive connections, so a batch holds 1 ms of updates whatever the server's
+  answer time (a server that answers slowly does not get fewer, larger batches). Only when all
+  8 wait do ticks merge. A job's updates are 500 ms apart, so they cannot overtake each other.
 - single: one update per HTTP request, from --workers keep-alive connections, one request in
   flight on each; every job belongs to one connection, so its updates arrive in order.
 - direct: no HTTP at all: the generator writes into Redis and the server only fans out. jobwire
@@ -35,6 +39,7 @@ from .servers import LOADGEN_CORE, PEER_PYTHON, PEERS, Server, pinned
 
 LOADS = ("batch10", "batch1", "single", "direct", "idle")
 TICKS = {"batch10": 0.010, "batch1": 0.001, "direct": 0.010, "idle": 0.010}  # between batches
+IN_FLIGHT = {"batch1": 8}  # requests (connections) at once; others: 1
 MAX_BATCH = 1000  # jobwire's default JOBWIRE_MAX_BATCH_ITEMS, used for every server
 REQUEST_TIMEOUT = 30.0
 EMITTER_TIMEOUT = 30.0  # the emitter's start, and its last publishes after stdin closes
@@ -115,10 +120,22 @@ Send = Callable[[list[Any]], Awaitable[None]]
 
 
 async def scheduled_batches(updates: Updates, rate: float, duration: float, tick: float,
-                            send: Send, out: Published) -> None:
-    """A batch every `tick` on an absolute schedule, one in flight; overdue ticks merge."""
+                            send: Send, out: Published, in_flight: int = 1) -> None:
+    """A batch every `tick` on an absolute schedule, at most `in_flight` at once; overdue
+    ticks merge."""
     total = round(rate * duration)
     n_slots = len(updates.slots)
+    gate = asyncio.Semaphore(in_flight)
+    flying: set[asyncio.Task[None]] = set()
+
+    async def one(batch: list[Any]) -> None:
+        t = clock()
+        try:
+            await send(batch)
+        finally:
+            out.post_times.append(clock() - t)
+            gate.release()
+
     t0 = clock()
     stop_at = t0 + 2 * duration + 5
     k = 0
@@ -132,31 +149,42 @@ async def scheduled_batches(updates: Updates, rate: float, duration: float, tick
             k = max(k, int((clock() - t0) / tick))
         due = min(total, round(k * tick * rate))
         while out.sent < due:
+            await gate.acquire()
             n = min(due - out.sent, MAX_BATCH)
             ts = now_iso()
             batch = [updates.next(g % n_slots, ts) for g in range(out.sent, out.sent + n)]
             out.sent += n
-            t = clock()
-            await send(batch)
-            out.post_times.append(clock() - t)
+            task = asyncio.create_task(one(batch))
+            flying.add(task)
+            task.add_done_callback(flying.discard)
+    await asyncio.gather(*flying)
     out.seconds = clock() - t0
 
 
-def http_batches(target: Target, out: Published) -> tuple[Send, Callable[[], Awaitable[None]]]:
-    """POST each batch: jobwire's /api/v2/jobs/status, the peers' /publish."""
+def http_batches(target: Target, out: Published, connections: int = 1
+                 ) -> tuple[Send, Callable[[], Awaitable[None]]]:
+    """POST each batch (on a free one of `connections`): jobwire's /api/v2/jobs/status, the
+    peers' /publish."""
     jobwire = target.server.name == "jobwire"
     headers = {"Content-Type": "application/json"}
     if jobwire:
         headers["Authorization"] = f"Bearer {target.token}"
-    conn = Connection(target.base + ("/api/v2/jobs/status" if jobwire else "/publish"), headers)
+    url = target.base + ("/api/v2/jobs/status" if jobwire else "/publish")
+    conns = [Connection(url, headers) for _ in range(connections)]
+    free: asyncio.Queue[Connection] = asyncio.Queue()
+    for c in conns:
+        free.put_nowait(c)
 
     async def send(batch: list[Any]) -> None:
+        conn = await free.get()
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):
                 status, body = await conn.post(orjson.dumps(batch))
         except (HttpError, TimeoutError) as exc:
             conn.close()
             return out.refuse(len(batch), f"{type(exc).__name__}: {exc}")
+        finally:
+            free.put_nowait(conn)
         if status != 202:
             return out.refuse(len(batch), f"{status}: {body[:200]!r}")
         if not jobwire:
@@ -169,7 +197,8 @@ def http_batches(target: Target, out: Published) -> tuple[Send, Callable[[], Awa
                 out.count_ack(item.get("id"))
 
     async def close() -> None:
-        conn.close()
+        for c in conns:
+            c.close()
 
     return send, close
 
@@ -324,8 +353,9 @@ async def publish(load: str, target: Target, updates: Updates, rate: float, dura
         send, close = (broker_batches(target, out) if target.server.name == "jobwire"
                        else await emitter_batches(target, out))
     else:
-        send, close = http_batches(target, out)
+        send, close = http_batches(target, out, IN_FLIGHT.get(load, 1))
     try:
-        await scheduled_batches(updates, rate, duration, TICKS[load], send, out)
+        await scheduled_batches(updates, rate, duration, TICKS[load], send, out,
+                                IN_FLIGHT.get(load, 1))
     finally:
         await close()
