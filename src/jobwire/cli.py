@@ -46,7 +46,11 @@ def _run(settings: Settings, on_start: Any = None) -> None:
         ws=websocket_server_protocol(app), ws_max_size=settings.max_message_bytes,
         # Small JSON messages: compression costs more CPU than it saves.
         ws_per_message_deflate=False,
-        ws_ping_interval=settings.heartbeat_seconds, ws_ping_timeout=settings.heartbeat_seconds,
+        # The heartbeats, written every interval, find a vanished peer: what they leave
+        # unacknowledged past ws_ping_timeout drops the connection (TCP_USER_TIMEOUT, set by
+        # the WebSocket protocol). Pings are for peers whose TCP still answers.
+        ws_ping_interval=settings.ws_ping_seconds or None,
+        ws_ping_timeout=settings.heartbeat_seconds,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,
         log_level=settings.log_level, access_log=False, server_header=False,
         log_config=uvicorn_log_config(settings.log_level, settings.log_format))

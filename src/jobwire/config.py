@@ -45,7 +45,12 @@ class Settings:
     transports: str = _setting("websocket,sse,longpoll,poll", "enabled transports")
     ws_fast_path: str = _setting("on", "WebSocket frames written straight to uvicorn's "
                                        "connections if its start-up check passes; off: ASGI")
-    heartbeat_seconds: float = _setting(15.0, "heartbeat and WebSocket ping interval", 0.05)
+    heartbeat_seconds: float = _setting(
+        15.0, "heartbeat interval; also the time a WebSocket peer has to answer a ping and to "
+              "acknowledge what was written to it", 0.05)
+    ws_ping_seconds: float = _setting(
+        60.0, "WebSocket protocol ping interval, for peers that stop answering above TCP "
+              "(behind a proxy); 0: no pings", 0)
     auth_timeout_seconds: float = _setting(10.0, "time to send `auth` on a WebSocket", 0.05)
     allowed_origins: str = _setting("", "comma-separated browser origins; empty: same origin")
     max_message_bytes: int = _setting(65536, "largest WebSocket message or update body", 256)

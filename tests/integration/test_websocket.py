@@ -397,8 +397,9 @@ async def test_stalled_job_gets_one_event_and_the_next_update_clears_it(ws_path)
 
 
 async def test_peer_that_stops_answering_pings_is_closed(ws_path):
-    """A raw socket completes the handshake and then never answers the server's pings."""
-    srv = start_server_on(ws_path, heartbeat_seconds=0.3)
+    """A raw socket completes the handshake and then never answers the server's pings (its
+    TCP acknowledges everything: only a ping finds it out)."""
+    srv = start_server_on(ws_path, heartbeat_seconds=0.3, ws_ping_seconds=0.3)
     try:
         host, port = srv.url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import pytest
 
@@ -13,7 +14,9 @@ from jobwire.transports.uvicorn_fast_path import (
     FastWebSocketProtocol,
     Flag,
     MessageQueue,
+    PlainWebSocketProtocol,
     check_fast_path,
+    drop_unanswered_after,
     websocket_protocol,
 )
 
@@ -22,7 +25,7 @@ def test_the_installed_uvicorn_passes_the_check_and_off_means_plain_asgi(caplog)
     assert check_fast_path() == []
     with caplog.at_level(logging.INFO, logger="jobwire.websocket"):
         assert websocket_protocol(True) == (FastWebSocketProtocol, True)
-        assert websocket_protocol(False) == ("websockets-sansio", False)
+        assert websocket_protocol(False) == (PlainWebSocketProtocol, False)
     assert [r.levelname for r in caplog.records] == ["INFO", "INFO"]
     assert "fast path on" in caplog.records[0].message
     assert "JOBWIRE_WS_FAST_PATH=off" in caplog.records[1].message
@@ -68,3 +71,37 @@ async def test_flag_wait_returns_at_once_when_set_and_blocks_while_cleared():
     flag.set()  # a cancelled waiter is skipped, the others released
     assert await asyncio.wait_for(asyncio.gather(*waiters), 1) == [True, True, True]
     assert cancelled.cancelled() and flag.waiters == []
+
+
+async def test_a_tcp_connection_is_dropped_after_data_goes_unacknowledged_that_long(tmp_path):
+    """TCP_USER_TIMEOUT on the accepted socket, in milliseconds; nothing on a Unix socket
+    (no acknowledgements to wait for), and nothing when no timeout is configured."""
+    accepted: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
+
+    async def keep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(writer)
+
+    def user_timeout(writer: asyncio.StreamWriter) -> int:
+        sock = writer.transport.get_extra_info("socket")
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+
+    tcp = await asyncio.start_server(keep, "127.0.0.1", 0)
+    unix = await asyncio.start_unix_server(keep, str(tmp_path / "s"))
+    writers = []
+    try:
+        port = tcp.sockets[0].getsockname()[1]
+        for seconds, expected in ((15.0, 15000), (0.05, 50), (None, 0)):
+            _, client = await asyncio.open_connection("127.0.0.1", port)
+            server_side = await asyncio.wait_for(accepted.get(), 5)
+            writers += [client, server_side]
+            drop_unanswered_after(server_side.transport, seconds)
+            assert user_timeout(server_side) == expected
+        _, client = await asyncio.open_unix_connection(str(tmp_path / "s"))
+        server_side = await asyncio.wait_for(accepted.get(), 5)
+        writers += [client, server_side]
+        drop_unanswered_after(server_side.transport, 15.0)  # no error
+    finally:
+        for writer in writers:
+            writer.close()
+        tcp.close()
+        unix.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import traceback
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -38,9 +39,35 @@ except Exception as exc:  # an older or a reorganised uvicorn: the ASGI path is 
     UvicornProtocol = asyncio.Protocol  # type: ignore[assignment,misc]
     IMPORT_PROBLEM = f"{SANSIO_MODULE}.WebSocketsSansIOProtocol cannot be imported ({exc})"
 
+
+
+def drop_unanswered_after(transport: Any, seconds: float | None) -> None:
+    """Have the kernel drop the connection once what was written to it has gone
+    unacknowledged for `seconds` (TCP_USER_TIMEOUT). The heartbeat written to every
+    WebSocket each interval makes this find a vanished peer (a dropped route, a machine
+    gone) with no timer or ping of ours per connection; without it, the kernel would keep
+    retransmitting for about 15 minutes."""
+    sock = transport.get_extra_info("socket")
+    if not seconds or sock is None or not hasattr(socket, "TCP_USER_TIMEOUT"):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(seconds * 1000)))
+    except OSError:  # not TCP (a Unix socket): nothing unacknowledged to wait for
+        pass
+
+
+class PlainWebSocketProtocol(UvicornProtocol):  # type: ignore[misc,valid-type]
+    """uvicorn's websockets-sansio protocol as it is (every message an ASGI send), with
+    vanished peers dropped as on the fast path (`drop_unanswered_after`)."""
+
+    def connection_made(self, transport: Any) -> None:
+        drop_unanswered_after(transport, self.config.ws_ping_timeout)
+        super().connection_made(transport)
+
+
 # uvicorn's own implementation, for the plain path: websockets-sansio where it exists, else
-# whatever uvicorn picks by default.
-PLAIN_PROTOCOL = "websockets-sansio" if IMPORT_PROBLEM is None else "auto"
+# whatever uvicorn picks by default (then only pings find a vanished peer).
+PLAIN_PROTOCOL: Any = PlainWebSocketProtocol if IMPORT_PROBLEM is None else "auto"
 
 # What this module calls on uvicorn's class, or relies on it to call.
 UVICORN_METHODS = ("connection_made", "connection_lost", "data_received", "pause_writing",
@@ -122,6 +149,10 @@ class FastWebSocketProtocol(UvicornProtocol):  # type: ignore[misc,valid-type]
         super().__init__(*args, **kwargs)
         self.queue = MessageQueue()
         self.writable = Flag(True)
+
+    def connection_made(self, transport: Any) -> None:
+        drop_unanswered_after(transport, self.config.ws_ping_timeout)
+        super().connection_made(transport)
 
     async def send(self, message: Any) -> None:
         await super().send(message)
