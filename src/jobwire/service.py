@@ -24,6 +24,7 @@ from .errors import (
     Unauthorized,
 )
 from .events import Event
+from .heartbeats import HeartbeatTurns
 from .hub import Hub
 from .protocol import dumps, heartbeat_message, principal_fields
 from .ratelimit import Concurrency, KeyedBuckets
@@ -99,13 +100,17 @@ class Service:
 
     async def send_heartbeats(self) -> None:
         """One loop for every WebSocket: a heartbeat each interval (SSE streams time their
-        own, between their writes)."""
+        own, between their writes), the sockets taking turns over it (heartbeats.py)."""
+        turns = HeartbeatTurns(self.settings.heartbeat_seconds)
+        loop = asyncio.get_running_loop()
+        start, tick = loop.time(), 0
         while True:
-            await asyncio.sleep(self.settings.heartbeat_seconds)
+            tick += 1
+            # From the start, not from the last tick: a late tick does not delay the rest.
+            await asyncio.sleep(max(0.0, start + tick * turns.tick_seconds - loop.time()))
             beat = heartbeat_message()
-            for session, transport in list(self.sessions.items()):
-                if transport == "websocket":
-                    session.send(beat)
+            for session in turns.due(self.sessions, tick):
+                session.heartbeat(beat)
 
     def shutdown_sessions(self) -> None:
         self.shutting_down = True

@@ -3,8 +3,10 @@ has reached, and a bounded outbox. Pure: the transport drains the outbox and doe
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from enum import Enum
+from typing import Protocol
 
 from .auth import Principal
 from .cursor import START, Position
@@ -20,13 +22,24 @@ class CloseReason(Enum):
     RATE_LIMITED = "rate_limited"  # kept sending over the message rate: close 4429
 
 
+_serials = itertools.count()
+
+
+class DirectWriter(Protocol):
+    def write_heartbeat(self, message: bytes) -> bool:
+        """Write `message` out now if the connection can take it; False if it cannot."""
+
+
 class Session:
-    __slots__ = ("_buffer", "_wake", "all_of", "allowance", "closed", "floor", "job_ids",
-                 "max_outbox", "outbox", "principal", "shed", "syncing", "watch_all")
+    __slots__ = ("_buffer", "_wake", "all_of", "allowance", "closed", "direct", "floor",
+                 "job_ids", "max_outbox", "outbox", "principal", "serial", "shed", "syncing",
+                 "watch_all")
 
     def __init__(self, principal: Principal, *, max_outbox: int = 1000,
                  wake: Callable[[], None] | None = None):
         self.principal = principal
+        # In order of creation: spreads work done for every session (heartbeats) evenly.
+        self.serial = next(_serials)
         self.job_ids: set[str] = set()
         self.all_of: set[str] = set()  # users whose every job is subscribed
         self.watch_all = False  # an admin's subscription to every job
@@ -40,6 +53,9 @@ class Session:
         self.syncing = False
         self._buffer: list[Event] = []
         self._wake = wake
+        # A transport that can write a heartbeat at once, cheaper than a trip through the
+        # outbox (the WebSocket fast path).
+        self.direct: DirectWriter | None = None
         self.closed: CloseReason | None = None
         self.shed = 0  # events dropped by shedding, for metrics
 
@@ -70,6 +86,13 @@ class Session:
     def send(self, message: bytes) -> None:
         """A control message (error, subscribed, heartbeat): never shed."""
         if self.closed is None:
+            self._push(message)
+
+    def heartbeat(self, message: bytes) -> None:
+        """A heartbeat: written out at once by the transport when nothing waits to go out
+        before it and the connection can take it, else queued as a control message."""
+        if self.closed is None and (self.direct is None or self.outbox
+                                    or not self.direct.write_heartbeat(message)):
             self._push(message)
 
     def begin_sync(self) -> None:

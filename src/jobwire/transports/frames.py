@@ -22,6 +22,20 @@ def text_frame(data: bytes) -> bytes:
     return Frame(Opcode.TEXT, data).serialize(mask=False)
 
 
+_last_control: tuple[bytes, bytes] = (b"", text_frame(b""))  # (message, its frame)
+
+
+def control_frame(message: bytes) -> bytes:
+    """`text_frame(message)`, kept for the next call with the same message: a heartbeat,
+    one message for every socket, is framed once rather than once per socket."""
+    global _last_control
+    last, frame = _last_control
+    if message is not last:
+        frame = text_frame(message)
+        _last_control = (message, frame)
+    return frame
+
+
 def event_frame(event: Event) -> bytes:
     frame = event.ws_frame
     if frame is None:

@@ -146,6 +146,8 @@ class Connection:
         self.bucket = TokenBucket(rate, 2 * rate) if rate > 0 else None
         self.strikes = 0  # refused messages in a row
         self.session: Session = service.open_session(principal, "websocket", self._wake)
+        if self.protocol is not None:
+            self.session.direct = self
 
     def _wake(self) -> None:
         if self.session.closed is not None:
@@ -291,8 +293,22 @@ class Connection:
                 observe(now - item.pos[0] / 1000)
                 chunks.append(item.ws_frame or frames.event_frame(item))
             else:
-                chunks.append(frames.text_frame(item))
+                chunks.append(frames.control_frame(item))
         self.protocol.write_frames(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    def write_heartbeat(self, message: bytes) -> bool:
+        """The session's heartbeat, framed once for every socket, in a write of its own: no
+        trip through the outbox and the flusher for it. Not while the socket's buffer is
+        full (the outbox waits for it to drain) or the connection is closing."""
+        protocol = self.protocol
+        if protocol.frames_paused() or protocol.frames_closed():
+            return False
+        try:
+            protocol.write_frames(frames.control_frame(message))
+        except Exception:  # as in `_flush`: a connection that cannot be written to goes
+            log.exception("failed to write to a WebSocket; dropping the connection")
+            protocol.cut_off()
+        return True
 
     async def _resume(self) -> None:
         await self.protocol.frames_resumed()
