@@ -290,7 +290,11 @@ def verdict_text(load: str, peer: str,
 
 
 def readme_line(rec: Record) -> str:
-    """The 10-ms batch load's CPU per delivered message, every server side by side."""
+    """CPU per delivered message (and per idle connection-second), jobwire against Node
+    socket.io, load by load; result files from before --loads: the 10-ms batch load, every
+    server side by side."""
+    if has_loads(rec):
+        return loads_line(rec)
     cpu = {(r["server"], r["mode"], r["targetRate"]): r["serverCpuUsPerMessage"]
            for r in runs(rec, "batch10")}
     points = sorted({(mode, rate) for _, mode, rate in cpu}, key=lambda k: (k[0], -k[1]))
@@ -302,3 +306,26 @@ def readme_line(rec: Record) -> str:
                         + ", ".join(f"{server} {f(us)} µs" for (server, m, r), us in
                                     cpu.items() if (m, r) == (mode, rate))
                         for mode, rate in points) + ".")
+
+
+def loads_line(rec: Record) -> str:
+    parts = []
+    for load in dict.fromkeys(load_of(r) for r in runs(rec)):
+        pairs = [x for x in peer_ratios(rec, load) if x[2] == NODE]
+        if pairs:
+            parts.append(f"{load}: " + ", ".join(f"{mode} {n(rate)}/s {f(us)} / {f(other)} µs "
+                                                 f"({ratio(x)} x)"
+                                                 for mode, rate, _, us, other, x in pairs))
+    idle = [(r, o) for r in runs(rec, "idle") if r["server"] == JOBWIRE
+            for o in runs(rec, "idle") if o["server"] == NODE and o["mode"] == r["mode"]
+            and "idleCpuUsPerConnectionSecond" in r]
+    for r, o in idle:
+        a, b = r["idleCpuUsPerConnectionSecond"], o["idleCpuUsPerConnectionSecond"]
+        parts.append(f"idle {r['mode']}: {fine(a)} / {fine(b)} µs per connection-second"
+                     f" ({ratio(quotient(a, b))} x)" if b else f"idle {r['mode']}: {fine(a)} µs "
+                     "per connection-second")
+    if not parts:
+        return ""
+    return ("\n\nServer CPU per delivered message, jobwire / Node socket.io on the same load "
+            f"and core ({n(rec['parameters']['clients'])} clients; loads and targets in "
+            f"BENCHMARKS.md; {link(rec)}): " + "; ".join(parts) + ".")
