@@ -787,9 +787,10 @@ def target_rows(records: list[Record]) -> list[list[str]]:
                                and r["result"]["latencyMs"]["p99"] < TARGET_HTTP_P99_MS)
                               for r in http])])
 
-    rec = newest(named(records, "compare_peers"))
+    rec = peers().newest_peers(records)
     if rec:
         rows += peers().target_rows(rec)
+    rows += peers().commit_cost_rows(records)
 
     points = sweep(records)
     if points:
@@ -858,7 +859,7 @@ def block_readme(records: list[Record]) -> str:
                  + "; ".join(f"{r['result']['rssPerConnectionKiB']:.1f} KiB with "
                              f"{n(r['parameters']['connections'])} open ({link(r)})"
                              for r in runs) + ".")
-    rec = newest(named(records, "compare_peers"))
+    rec = peers().newest_peers(records)
     if rec:
         text += peers().readme_line(rec)
     return text

@@ -98,6 +98,7 @@ def block_peers(records: list[Record]) -> str:
         parts.append("Not measured: " + "; ".join(skipped) + ".")
     parts.append("Every run:\n\n" + every_run(rec))
     parts.append(before_after(records, rec))
+    parts.append(commit_cost(records))
     parts.append(profiles(records, rec))
     return "\n\n".join(p for p in parts if p)
 
@@ -137,6 +138,61 @@ def before_after(records: list[Record], rec: Record) -> str:
             + table(["load", "mode", "updates/s", "achieved/s", "server CPU µs / message",
                      "Redis CPU µs / message", "Redis script calls / message",
                      "result files"], rows))
+
+
+def commit_pair(records: list[Record]) -> tuple[Record, Record] | None:
+    """The newest benchmarks/redis_commit_cost.py result, and the newest one before it of
+    another commit (the version it improves on)."""
+    costs = named(records, "redis_commit_cost")
+    now = newest(costs)
+    if now is None:
+        return None
+    before = newest([r for r in costs if r["source"].get("commit") != now["source"].get("commit")
+                     and r["startedAt"] < now["startedAt"]])
+    return (before, now) if before else None
+
+
+def commit_cost(records: list[Record]) -> str:
+    """Redis's CPU per update of the commit alone (no HTTP, no fan-out), before and now."""
+    pair = commit_pair(records)
+    if pair is None:
+        return ""
+    before, now = pair
+    old = {r["batch"]: r for r in before["result"]["rows"]}
+    rows = []
+    for r in now["result"]["rows"]:
+        b = old.get(r["batch"])
+        if b is None:
+            continue
+        calls = [sum(v["calls"] for k, v in x["redisCommandsPerUpdate"].items()
+                     if k in ("evalsha", "hmget", "hget")) for x in (b, r)]
+        rows.append([n(r["batch"]),
+                     f"{f(b['redisCpuUsPerUpdate'])} → **{f(r['redisCpuUsPerUpdate'])}**",
+                     judged(quotient(r["redisCpuUsPerUpdate"], b["redisCpuUsPerUpdate"]), None),
+                     f"{f(b['publisherCpuUsPerUpdate'])} → {f(r['publisherCpuUsPerUpdate'])}",
+                     f"{calls[0]:.2f} → {calls[1]:.2f}", f"{link(before)} → {link(now)}"])
+    return ("The commit alone (benchmarks/redis_commit_cost.py: the Redis broker's "
+            "`publish_many` into a private Redis with one subscriber, batches of each size, no "
+            f"HTTP and no fan-out), jobwire at {commit(before)} then {commit(now)}:\n\n"
+            + table(["updates per batch", "Redis CPU µs / update", "after / before",
+                     "publisher CPU µs / update", "Redis reads and script calls / update "
+                     "(EVALSHA, HMGET, HGET outside and inside scripts)", "result files"], rows))
+
+
+def commit_cost_rows(records: list[Record]) -> list[list[str]]:
+    """The target "Redis CPU per update halved", judged on the commit alone."""
+    pair = commit_pair(records)
+    if pair is None:
+        return []
+    before, now = pair
+    old = {r["batch"]: r["redisCpuUsPerUpdate"] for r in before["result"]["rows"]}
+    points = [(r["batch"], old[r["batch"]], r["redisCpuUsPerUpdate"])
+              for r in now["result"]["rows"] if r["batch"] in old]
+    return [["Redis CPU per update of jobwire's commit halved",
+             "; ".join(f"batches of {n(batch)}: {f(a)} → {f(b)} µs ({ratio(b / a)})"
+                       for batch, a, b in points),
+             f"{link(before)}, {link(now)}",
+             verdict([(f"batches of {n(batch)}", b <= a / 2) for batch, a, b in points])]]
 
 
 def script_calls(r: Run) -> str:
