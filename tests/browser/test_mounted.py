@@ -72,7 +72,8 @@ def host() -> Iterator[tuple[Process, Tokens]]:
     port = free_port()
     env = {**os.environ, "JOBWIRE_SECRET": secret, "JOBWIRE_LOG_LEVEL": "warning"}
     app = start_process([sys.executable, "-m", "uvicorn", "--factory",
-                         f"{__name__}:host_app", "--port", str(port), "--log-level", "warning"],
+                         f"{__name__}:host_app", "--port", str(port), "--log-level", "warning",
+                         "--timeout-graceful-shutdown", "1"],  # pages' sockets may be open
                         port, PREFIX + "/healthz", env=env)
     yield app, Tokens(secret=secret)
     app.stop()

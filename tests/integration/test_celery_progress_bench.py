@@ -16,8 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 USERS, STEPS = 3, 3
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                reason="needs redis-server")
+pytestmark = [pytest.mark.bench,
+              pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")]
 
 
 def test_a_short_run_sees_every_report_on_both_systems(tmp_path: Path) -> None:

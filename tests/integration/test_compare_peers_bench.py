@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LOADS = ("batch10", "batch1", "single", "direct", "idle")
 SERVERS = ("jobwire", "Node socket.io")
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.bench, pytest.mark.skipif(
     not all(shutil.which(p) for p in ("redis-server", "node", "npm")),
-    reason="needs redis-server, node and npm")
+    reason="needs redis-server, node and npm")]
 
 
 @pytest.mark.timeout(180)  # npm ci of benchmarks/peers on a clean checkout, then ~30 s

@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
-DURATION, SAMPLE_EVERY, CONNECTIONS, RATE = 10, 2, 200, 100
+pytestmark = pytest.mark.bench
+DURATION, SAMPLE_EVERY, CONNECTIONS, RATE = 4, 1, 100, 100
 
 
 def test_a_short_soak_records_memory_over_time_and_every_event_once(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import WAIT, start_server_on, stop_process
 
-HEARTBEAT = 1.0
+HEARTBEAT = 0.5
 # The bound: a heartbeat is written within an interval of the peer vanishing, and dropped
 # one interval after that; the slack covers the kernel's retransmission timer granularity.
 BOUND = 2 * HEARTBEAT + 1.0
