@@ -1,7 +1,7 @@
 """Where jobwire reaches into redis-py's cluster client, and only here.
 
 One shard's failover must not disturb the others, and two behaviours of redis-py's async
-`RedisCluster` (8.0 and 8.1, the versions pyproject.toml allows and CI runs) do:
+`RedisCluster` (8.1, the version pyproject.toml allows and CI runs) do:
 
 - It reloads its command table (COMMAND) on every slot-map refresh, from the first primary
   CLUSTER SLOTS names. During a failover that can be the dead primary: every refresh fails,
