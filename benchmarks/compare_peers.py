@@ -47,9 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from compare.publishers import LOADS
@@ -116,19 +114,6 @@ def plan(args: argparse.Namespace) -> tuple[list[tuple[str, str, float]], list[s
     return points, skipped
 
 
-def jobwire_under_test() -> dict[str, str]:
-    """Where the jobwire that runs here (servers and the direct load's publisher) comes from,
-    and its commit: PYTHONPATH may point at another tree's src/ (a before/after comparison)."""
-    import jobwire
-
-    where = Path(jobwire.__file__).resolve().parent
-    commit = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--", "."],
-                           capture_output=True, text=True).stdout.strip()
-    return {"path": str(where), "commit": commit, "srcChanged": "yes" if dirty else "no"}
-
-
 def main() -> int:
     args = parse_args()
     versions = setup_peers(args.servers)
@@ -142,7 +127,6 @@ def main() -> int:
     if "node" in versions:
         run.machine["node"] = versions["node"]
     run.machine["peers"] = versions
-    run.machine["jobwireUnderTest"] = jobwire_under_test()
     points, skipped = plan(args)
     measured = [run_one(load, SERVERS[name], mode, rate, args)
                 for load, mode, rate in points

@@ -51,9 +51,9 @@ def profiled(rec: Record) -> bool:
 
 
 def under_test(rec: Record) -> str | None:
-    """The commit of the jobwire that ran (it may differ from the harness's own)."""
-    found = rec["machine"].get("jobwireUnderTest") or {}
-    return found.get("commit") or None
+    """The commit of the jobwire that ran: the checkout it was imported from (PYTHONPATH may
+    point at another tree's src/, for a before/after comparison)."""
+    return rec["source"].get("commit") or None
 
 
 def runs(rec: Record, load: str | None = None) -> list[Run]:

@@ -33,14 +33,26 @@ class Runner:
         return [f"r:{item}" for item in items]
 
 
+async def in_flight(group: GroupCommit, run: Runner) -> asyncio.Task:
+    """Submit ["a"] and return once its call is in flight (later submissions must wait)."""
+    first = asyncio.create_task(group.submit(["a"]))
+    await run.started.wait()
+    return first
+
+
+async def queued(group: GroupCommit, *parts: list[str]) -> list[asyncio.Task]:
+    """Submit each part behind the call in flight; return once they all wait for it."""
+    tasks = [asyncio.create_task(group.submit(part)) for part in parts]
+    await asyncio.sleep(0)
+    return tasks
+
+
 async def test_the_first_submission_runs_at_once_and_later_ones_go_together():
     run = Runner()
     group = GroupCommit(run)
     async with asyncio.timeout(WAIT):
-        first = asyncio.create_task(group.submit(["a"]))
-        await run.started.wait()
-        later = [asyncio.create_task(group.submit([f"b{i}", f"c{i}"])) for i in range(3)]
-        await asyncio.sleep(0)  # let them queue behind the call in flight
+        first = await in_flight(group, run)
+        later = await queued(group, *([f"b{i}", f"c{i}"] for i in range(3)))
         run.gate.set()
         assert await first == ["r:a"]
         assert await asyncio.gather(*later) == [[f"r:b{i}", f"r:c{i}"] for i in range(3)]
@@ -52,10 +64,8 @@ async def test_a_failed_call_fails_every_submission_in_it_and_the_next_call_runs
     run = Runner()
     group = GroupCommit(run)
     async with asyncio.timeout(WAIT):
-        first = asyncio.create_task(group.submit(["a"]))
-        await run.started.wait()
-        waiting = [asyncio.create_task(group.submit([x])) for x in "bc"]
-        await asyncio.sleep(0)
+        first = await in_flight(group, run)
+        waiting = await queued(group, ["b"], ["c"])
         run.fail = ConnectionError("down")
         run.gate.set()
         for task in (first, *waiting):
@@ -69,11 +79,8 @@ async def test_a_cancelled_waiter_leaves_the_others_their_replies():
     run = Runner()
     group = GroupCommit(run)
     async with asyncio.timeout(WAIT):
-        first = asyncio.create_task(group.submit(["a"]))
-        await run.started.wait()
-        gone = asyncio.create_task(group.submit(["b"]))
-        kept = asyncio.create_task(group.submit(["c"]))
-        await asyncio.sleep(0)
+        first = await in_flight(group, run)
+        gone, kept = await queued(group, ["b"], ["c"])
         gone.cancel()
         run.gate.set()
         assert await first == ["r:a"]
@@ -86,10 +93,8 @@ async def test_close_cancels_what_waits():
     run = Runner()
     group = GroupCommit(run)
     async with asyncio.timeout(WAIT):
-        first = asyncio.create_task(group.submit(["a"]))
-        await run.started.wait()
-        waiting = asyncio.create_task(group.submit(["hang"]))
-        await asyncio.sleep(0)
+        first = await in_flight(group, run)
+        (waiting,) = await queued(group, ["hang"])
         run.gate.set()
         await first
         await run.hanging.wait()  # the drain's call, which never ends by itself
